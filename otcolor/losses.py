@@ -1,0 +1,288 @@
+r"""Losses between mapped samples :math:`T(x_i)` and target samples :math:`y_j`, called as ``loss(mapped, target)``.
+
+Each loss is an ``nn.Module`` returning a scalar; lower is better.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "LOSSES",
+    "GaussianKL",
+    "SlicedW2",
+    "WassersteinGP",
+    "build_loss",
+]
+
+import torch
+from torch import Tensor, nn
+
+from .gaussian import gaussian_kl, moments
+
+
+class GaussianKL(nn.Module):
+    r"""Creates the closed-form Gaussian KL loss on first and second moments.
+
+    .. math::
+        \ell = D_{KL}\big(\mathcal{N}(\hat m, \hat S) \,\|\, \mathcal{N}(m_y, S_y)\big)
+
+    where :math:`(\hat m, \hat S)` and :math:`(m_y, S_y)` are the sample moments of the mapped
+    and target batches (plus ``eps`` on the diagonals). It is zero for *any* map whose
+    push-forward has the target's mean and covariance: it pins two moments, not the
+    distribution, so on its own it cannot beat the closed-form Gaussian map.
+
+    Arguments:
+        eps: the covariance regulariser, which keeps flat colours finite.
+    """
+
+    def __init__(self, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, mapped: Tensor, target: Tensor) -> Tensor:
+        r"""
+        Arguments:
+            mapped: :math:`T(x)`, with shape :math:`(N, D)`.
+            target: :math:`y`, with shape :math:`(M, D)`.
+
+        Returns:
+            The KL divergence, a scalar.
+        """
+
+        m0, S0 = moments(mapped, self.eps)
+        m1, S1 = moments(target, self.eps)
+        return gaussian_kl(m0, S0, m1, S1)
+
+
+class SlicedW2(nn.Module):
+    r"""Creates the sliced 2-Wasserstein loss with exact one-dimensional OT along random directions.
+
+    .. math::
+        \ell = \frac{1}{P} \sum_{p=1}^{P} \frac{1}{N} \sum_{i=1}^{N}
+        \big(\theta_p^\top \hat y_{\pi_p(i)} - F^{-1}_{\theta_p^\top y}(t_i)\big)^2,
+        \quad t_i = \tfrac{i - 1/2}{N}
+
+    with :math:`\pi_p` the sorting permutation of the mapped projections and
+    :math:`F^{-1}_{\theta^\top y}` the quantile function of the target's projections: in one
+    dimension sorting *is* the optimal transport plan, so each term is an exact :math:`W_2^2`.
+    Its gradient moves every mapped point towards its matched quantile along each direction,
+    which is what spreads the colours of the mapped image to fill the target's distribution.
+
+    Two ways to get the target quantiles:
+
+    * ``reference=None``: :math:`P` fresh directions per call, quantiles of the ``target``
+      batch passed to the call (two sorts per direction);
+    * ``reference`` given (the whole target sample): a fixed bank of ``directions`` directions
+      whose target quantiles are sorted once, here; each call draws :math:`P` of them and sorts
+      only the mapped projections. Half the sorting, and quantiles from the full sample rather
+      than one batch, so less noise per step; the ``target`` argument is then ignored.
+
+    References:
+        | Wasserstein Barycenter and its Application to Texture Mixing
+        | Rabin, Peyré, Delon and Bernot, 2011
+
+    Arguments:
+        projections: the number of directions :math:`P` per call.
+        generator: the random generator of the directions (for reproducibility).
+        reference: the target samples, with shape :math:`(M, D)`, or ``None``.
+        directions: the size of the direction bank when ``reference`` is given.
+    """
+
+    def __init__(
+        self,
+        projections: int = 64,
+        generator: torch.Generator | None = None,
+        reference: Tensor | None = None,
+        directions: int = 256,
+    ) -> None:
+        super().__init__()
+        self.projections = projections
+        self.generator = generator
+        self.bank: Tensor | None = None
+        self.bank_quantiles: Tensor | None = None
+        if reference is not None:
+            reference = reference.detach()
+            theta = self._random_directions(reference.shape[1], directions, reference)
+            self.bank = theta  # (D, B)
+            self.bank_quantiles = (reference @ theta).mT.contiguous().sort(dim=-1).values  # (B, M)
+
+    def _random_directions(self, features: int, count: int, like: Tensor) -> Tensor:
+        theta = torch.randn(features, count, generator=self.generator, dtype=like.dtype)
+        return (theta / theta.norm(dim=0, keepdim=True)).to(like.device)  # (D, count)
+
+    def forward(self, mapped: Tensor, target: Tensor | None = None) -> Tensor:
+        r"""
+        Arguments:
+            mapped: :math:`T(x)`, with shape :math:`(N, D)`.
+            target: :math:`y`, with shape :math:`(M, D)`; ignored when a reference was given.
+
+        Returns:
+            The mean squared 1-D transport cost over directions, a scalar.
+        """
+
+        n = mapped.shape[0]
+        if self.bank is None:
+            if target is None:
+                raise ValueError("SlicedW2 needs target samples or a reference")
+            theta = self._random_directions(mapped.shape[1], self.projections, mapped)
+            quantiles = _quantiles((target @ theta).mT.sort(dim=-1).values, n)  # (P, N)
+        else:
+            pick = torch.randint(
+                self.bank.shape[1], (self.projections,), generator=self.generator
+            ).to(mapped.device)
+            theta = self.bank[:, pick]
+            quantiles = _quantiles(self.bank_quantiles[pick], n)  # (P, N)
+        projected = (mapped @ theta).mT  # (P, N)
+        order = projected.detach().argsort(dim=-1)
+        # Scattering the quantiles back to the points' own positions avoids differentiating
+        # through sort: each point is compared with the quantile of its rank.
+        matched = torch.empty_like(quantiles).scatter_(1, order, quantiles)
+        return (projected - matched).square().mean()
+
+
+def _quantiles(sorted_values: Tensor, n: int) -> Tensor:
+    r"""Interpolates ``n`` mid-point quantiles of sorted rows, :math:`(P, M) \to (P, n)`."""
+
+    m = sorted_values.shape[-1]
+    if m == n:
+        return sorted_values
+    step = torch.arange(n, device=sorted_values.device, dtype=sorted_values.dtype)
+    position = ((step + 0.5) * (m / n) - 0.5).clamp(0, m - 1)
+    low = position.floor().long()
+    high = (low + 1).clamp(max=m - 1)
+    return torch.lerp(sorted_values[:, low], sorted_values[:, high], position - low)
+
+
+class Critic(nn.Module):
+    r"""Creates the WGAN critic: a 3-layer MLP, hidden width 64, leaky ReLU.
+
+    Arguments:
+        features: the dimension :math:`D`.
+        hidden_features: the hidden width.
+    """
+
+    def __init__(self, features: int, hidden_features: int = 64) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(features, hidden_features),
+            nn.LeakyReLU(0.2),
+            nn.Linear(hidden_features, hidden_features),
+            nn.LeakyReLU(0.2),
+            nn.Linear(hidden_features, 1),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        r"""Returns the critic scores, :math:`(N, D) \to (N,)`."""
+
+        return self.net(x).squeeze(-1)
+
+
+class WassersteinGP(nn.Module):
+    r"""Creates the adversarial dual 1-Wasserstein loss with a gradient penalty (WGAN-GP).
+
+    By Kantorovich–Rubinstein duality
+    :math:`W_1(\mu, \nu) = \sup_{\|f\|_{Lip} \leq 1} \mathbb{E}_\nu f - \mathbb{E}_\mu f`.
+    Each call first takes ``critic_steps`` Adam steps on the critic :math:`f` (its own optimiser,
+    owned by the loss) to maximise
+
+    .. math::
+        \mathbb{E}_y f(y) - \mathbb{E}_x f(T(x))
+        - \lambda\, \mathbb{E}_{\hat x} \big(\|\nabla f(\hat x)\| - 1\big)^2
+
+    on detached samples, :math:`\hat x` uniform on segments between mapped and target points;
+    then it returns :math:`\mathbb{E}_y f(y) - \mathbb{E}_x f(T(x))`, the current estimate of
+    :math:`W_1`, whose gradient flows into the map only.
+
+    References:
+        | Improved Training of Wasserstein GANs
+        | Gulrajani, Ahmed, Arjovsky, Dumoulin and Courville, NeurIPS 2017
+
+    Arguments:
+        features: the dimension :math:`D`.
+        hidden_features: the critic's hidden width.
+        penalty: :math:`\lambda`.
+        critic_steps: critic updates per call.
+        lr: the critic's learning rate.
+        generator: the random generator of the interpolation weights.
+    """
+
+    def __init__(
+        self,
+        features: int,
+        hidden_features: int = 64,
+        penalty: float = 10.0,
+        critic_steps: int = 5,
+        lr: float = 1e-3,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        self.critic = Critic(features, hidden_features)
+        self.penalty = penalty
+        self.critic_steps = critic_steps
+        self.generator = generator
+        self.optimizer = torch.optim.Adam(self.critic.parameters(), lr=lr, betas=(0.5, 0.9))
+
+    def gradient_penalty(self, mapped: Tensor, target: Tensor) -> Tensor:
+        r"""Returns :math:`\mathbb{E}(\|\nabla f(\hat x)\| - 1)^2` on random interpolates."""
+
+        n = min(mapped.shape[0], target.shape[0])
+        t = torch.rand(n, 1, generator=self.generator, dtype=mapped.dtype).to(mapped.device)
+        x_hat = torch.lerp(mapped[:n], target[:n], t).requires_grad_(True)
+        (grad,) = torch.autograd.grad(self.critic(x_hat).sum(), x_hat, create_graph=True)
+        return (grad.norm(dim=-1) - 1).square().mean()
+
+    def forward(self, mapped: Tensor, target: Tensor) -> Tensor:
+        r"""
+        Arguments:
+            mapped: :math:`T(x)`, with shape :math:`(N, D)`.
+            target: :math:`y`, with shape :math:`(M, D)`.
+
+        Returns:
+            The critic's :math:`W_1` estimate, a scalar differentiable in ``mapped``.
+        """
+
+        fake, real = mapped.detach(), target.detach()
+        with torch.enable_grad():
+            for _ in range(self.critic_steps):
+                gap = self.critic(real).mean() - self.critic(fake).mean()
+                critic_loss = -gap + self.penalty * self.gradient_penalty(fake, real)
+                self.optimizer.zero_grad(set_to_none=True)
+                critic_loss.backward()
+                self.optimizer.step()
+        for p in self.critic.parameters():
+            p.requires_grad_(False)
+        try:
+            return self.critic(target).mean() - self.critic(mapped).mean()
+        finally:
+            for p in self.critic.parameters():
+                p.requires_grad_(True)
+
+
+def _sliced(features: int, generator: torch.Generator | None = None, **kwargs: object) -> SlicedW2:
+    return SlicedW2(generator=generator, **kwargs)
+
+
+def _kl(features: int, generator: torch.Generator | None = None, **kwargs: object) -> GaussianKL:
+    return GaussianKL(**kwargs)
+
+
+def _wgan(features: int, generator: torch.Generator | None = None, **kwargs: object) -> WassersteinGP:
+    return WassersteinGP(features, generator=generator, **kwargs)
+
+
+#: Loss builders by name, each called as ``LOSSES[name](features, generator=..., **kwargs)``.
+LOSSES = {"sliced": _sliced, "kl": _kl, "wgan": _wgan}
+
+
+def build_loss(
+    name: str, features: int, generator: torch.Generator | None = None, **kwargs: object
+) -> nn.Module:
+    r"""Returns a new loss ``LOSSES[name](features, generator=generator, **kwargs)``.
+
+    Raises:
+        ValueError: if ``name`` is not a key of :data:`LOSSES`.
+    """
+
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}")
+    return LOSSES[name](features, generator=generator, **kwargs)
+

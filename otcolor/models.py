@@ -1,0 +1,301 @@
+r"""Monotone gradient maps :math:`T = \nabla\varphi` with :math:`\varphi` convex: C-MGN, M-MGN, ICNN.
+
+All models share one interface: ``model(x) -> T(x)`` with shapes :math:`(N, D) \to (N, D)`,
+an affine part :math:`V^\top V x + b` that can hold any PSD linear map exactly (used to start
+from the closed-form Gaussian OT map, see :meth:`GradientMap.init_linear`), and a nonlinear part
+that is the gradient of a convex function, so the Jacobian is symmetric PSD everywhere.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CMGN",
+    "ICNN",
+    "MMGN",
+    "MODELS",
+    "GradientMap",
+    "build_model",
+]
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .nn import CONVEX_ACTIVATIONS, PositiveLinear, PSDLinear
+from .nn import activation as get_activation
+
+
+class GradientMap(nn.Module):
+    r"""Base class of the maps :math:`T = \nabla \varphi`.
+
+    Subclasses define :attr:`linear` (a :class:`PSDLinear`), :attr:`bias` and the nonlinear part
+    :meth:`nonlinear`, and may override :meth:`forward`.
+
+    Arguments:
+        features: the dimension :math:`D`.
+    """
+
+    linear: PSDLinear
+    bias: nn.Parameter
+
+    def __init__(self, features: int) -> None:
+        super().__init__()
+        self.features = features
+
+    def nonlinear(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
+        r"""The gradient of the convex nonlinear part of :math:`\varphi`, :math:`(N, D) \to (N, D)`."""
+
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        r"""
+        Arguments:
+            x: points, with shape :math:`(N, D)`.
+
+        Returns:
+            :math:`T(x)`, with shape :math:`(N, D)`.
+        """
+
+        return self.nonlinear(x) + self.linear(x) + self.bias
+
+    def _shrink_nonlinear(self, factor: float) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def nonlinear_jacobian(self, point: Tensor) -> Tensor:
+        r"""Returns the Jacobian of the nonlinear part at ``point`` :math:`(D,)`, shape :math:`(D, D)`."""
+
+        with torch.enable_grad():
+            return torch.autograd.functional.jacobian(
+                lambda p: self.nonlinear(p.unsqueeze(0))[0], point.detach()
+            )
+
+    def init_linear(
+        self,
+        matrix: Tensor,
+        shift: Tensor,
+        center: Tensor | None = None,
+        nonlinear_scale: float = 0.05,
+    ) -> None:
+        r"""Starts the map at the affine map :math:`x \mapsto A x + s` (:math:`A` symmetric PSD).
+
+        The nonlinear part is shrunk (its weights, not to zero, so that gradients still reach
+        them) until its Jacobian at ``center`` is at most ``nonlinear_scale`` times the norm of
+        :math:`A`; then :math:`V^\top V` takes :math:`A` minus that Jacobian (projected onto the
+        PSD cone) and the bias takes :math:`s` minus the nonlinear part's value at ``center``. So
+        the map equals :math:`A x + s` at ``center`` with Jacobian :math:`A` there (whenever
+        :math:`A` is not near-singular), and stays within :math:`O(\text{nonlinear\_scale})` of
+        it nearby. With ``nonlinear_scale=0`` the nonlinear part is silenced as far as the
+        architecture allows.
+
+        Arguments:
+            matrix: :math:`A`, with shape :math:`(D, D)`.
+            shift: :math:`s`, with shape :math:`(D,)`.
+            center: where the start is exact (e.g. the data mean), with shape :math:`(D,)`;
+                the origin by default.
+            nonlinear_scale: the allowed size of the nonlinear Jacobian, relative to :math:`A`.
+        """
+
+        matrix = matrix.to(self.bias)
+        center = torch.zeros_like(self.bias) if center is None else center.to(self.bias)
+        budget = nonlinear_scale * torch.linalg.matrix_norm(matrix, ord=2)
+        with torch.no_grad():
+            for _ in range(60):
+                jac = self.nonlinear_jacobian(center)
+                if torch.linalg.matrix_norm(jac, ord=2) <= budget:
+                    break
+                self._shrink_nonlinear(0.5)
+            self.linear.set_matrix(matrix - jac)
+            self.bias.copy_(shift.to(self.bias) - self.nonlinear(center.unsqueeze(0))[0])
+
+
+class CMGN(GradientMap):
+    r"""Creates a cascaded monotone gradient network (C-MGN).
+
+    .. math::
+        z_0 = W x + b_0, \quad z_\ell = W x + \sigma(z_{\ell-1}) + b_\ell \ (\ell = 1..L-1),
+        \quad T(x) = W^\top \sigma(z_{L-1}) + V^\top V x + b_L
+
+    with one weight :math:`W \in \mathbb{R}^{H \times D}` shared by every layer and a
+    non-decreasing :math:`\sigma`, so that
+    :math:`J_T = W^\top \big(\sum_\ell \prod_{i \geq \ell} J_\sigma(z_{i-1})\big) W + V^\top V`
+    is symmetric PSD.
+
+    References:
+        | Learning Gradients of Convex Functions with Monotone Gradient Networks
+        | Chaudhari, Pranav and Moura, ICASSP 2023 (https://arxiv.org/abs/2301.10862)
+
+    Arguments:
+        features: the dimension :math:`D`.
+        hidden_features: the width :math:`H`.
+        layers: the number of activations :math:`L \geq 1`.
+        activation: the name of a non-decreasing activation (see :data:`otcolor.nn.ACTIVATIONS`).
+    """
+
+    def __init__(
+        self,
+        features: int,
+        hidden_features: int = 64,
+        layers: int = 3,
+        activation: str = "softplus",
+    ) -> None:
+        super().__init__(features)
+        if layers < 1:
+            raise ValueError("a C-MGN needs at least one layer")
+        self.hidden_features = hidden_features
+        self.layers = layers
+        self.activation = activation
+        self.sigma = get_activation(activation)
+        self.W = nn.Parameter(torch.randn(hidden_features, features) / features**0.5)
+        self.b = nn.Parameter(0.1 * torch.randn(layers, hidden_features))
+        self.linear = PSDLinear(features)
+        self.bias = nn.Parameter(torch.zeros(features))
+
+    def nonlinear(self, x: Tensor) -> Tensor:
+        wx = x @ self.W.mT  # (N, H), shared by every layer
+        z = wx + self.b[0]
+        for layer in range(1, self.layers):
+            z = wx + self.sigma(z) + self.b[layer]
+        return self.sigma(z) @ self.W
+
+    def _shrink_nonlinear(self, factor: float) -> None:
+        self.W.mul_(factor)
+
+    def extra_repr(self) -> str:
+        return (
+            f"features={self.features}, hidden_features={self.hidden_features}, "
+            f"layers={self.layers}, activation={self.activation!r}"
+        )
+
+
+class MMGN(GradientMap):
+    r"""Creates a modular monotone gradient network (M-MGN).
+
+    .. math::
+        z_k = W_k x + b_k, \quad
+        T(x) = a + V^\top V x + \sum_{k=1}^K s_k(z_k) \, W_k^\top \sigma_k(z_k)
+
+    with the non-negative, non-decreasing, convex scaling
+    :math:`s_k(z) = \sum_i \mathrm{softplus}(z_i)` and :math:`\sigma_k = \nabla s_k` (the
+    sigmoid, non-decreasing). Module :math:`k` is the gradient of :math:`\tfrac12 s_k(W_k x +
+    b_k)^2`, whose Hessian :math:`W_k^\top(\sigma_k\sigma_k^\top + s_k J_{\sigma_k})W_k` is PSD.
+
+    References:
+        | Learning Gradients of Convex Functions with Monotone Gradient Networks
+        | Chaudhari, Pranav and Moura, ICASSP 2023 (https://arxiv.org/abs/2301.10862)
+
+    Arguments:
+        features: the dimension :math:`D`.
+        hidden_features: the width :math:`H` of each module.
+        modules: the number of modules :math:`K`.
+    """
+
+    def __init__(self, features: int, hidden_features: int = 32, modules: int = 4) -> None:
+        super().__init__(features)
+        self.hidden_features = hidden_features
+        self.n_modules = modules
+        self.W = nn.Parameter(torch.randn(modules, hidden_features, features) / features**0.5)
+        self.b = nn.Parameter(0.1 * torch.randn(modules, hidden_features))
+        self.linear = PSDLinear(features)
+        self.bias = nn.Parameter(torch.zeros(features))  # the paper's a
+
+    def nonlinear(self, x: Tensor) -> Tensor:
+        z = torch.einsum("khd,nd->nkh", self.W, x) + self.b  # (N, K, H)
+        scale = F.softplus(z).sum(-1, keepdim=True)  # (N, K, 1): s_k(z_k) >= 0
+        return torch.einsum("nkh,khd->nd", scale * torch.sigmoid(z), self.W)
+
+    def _shrink_nonlinear(self, factor: float) -> None:
+        self.W.mul_(factor)
+
+    def extra_repr(self) -> str:
+        return (
+            f"features={self.features}, hidden_features={self.hidden_features}, "
+            f"modules={self.n_modules}"
+        )
+
+
+class ICNN(GradientMap):
+    r"""Creates an input-convex neural network (ICNN) potential and returns its gradient map.
+
+    .. math::
+        z_1 = \sigma(A_0 x + b_0), \quad z_{\ell+1} = \sigma(W^+_\ell z_\ell + A_\ell x + b_\ell),
+        \quad \varphi(x) = w^{+\top} z_L + \tfrac12 \|V x\|^2 + b^\top x
+
+    with non-negative :math:`W^+_\ell, w^+` (softplus-parameterised, see
+    :class:`otcolor.nn.PositiveLinear`) and a convex non-decreasing :math:`\sigma`, so
+    :math:`\varphi` is convex; the map is :math:`T = \nabla\varphi`, computed by autograd.
+
+    References:
+        | Input Convex Neural Networks
+        | Amos, Xu and Kolter, ICML 2017 (https://arxiv.org/abs/1609.07152)
+
+    Arguments:
+        features: the dimension :math:`D`.
+        hidden_features: the widths of the hidden layers.
+        activation: a convex non-decreasing activation (softplus, relu or elu).
+    """
+
+    def __init__(
+        self,
+        features: int,
+        hidden_features: tuple[int, ...] = (64, 64),
+        activation: str = "softplus",
+    ) -> None:
+        super().__init__(features)
+        if activation not in CONVEX_ACTIVATIONS:
+            raise ValueError(f"an ICNN needs a convex activation, one of {CONVEX_ACTIVATIONS}")
+        self.hidden_features = tuple(hidden_features)
+        self.activation = activation
+        self.sigma = get_activation(activation)
+        self.inputs = nn.ModuleList(nn.Linear(features, h) for h in self.hidden_features)
+        self.hiddens = nn.ModuleList(
+            PositiveLinear(h_in, h_out)
+            for h_in, h_out in zip(self.hidden_features[:-1], self.hidden_features[1:])
+        )
+        self.output = PositiveLinear(self.hidden_features[-1], 1)
+        self.linear = PSDLinear(features)
+        self.bias = nn.Parameter(torch.zeros(features))
+
+    def potential(self, x: Tensor) -> Tensor:
+        r"""Returns the convex nonlinear part of :math:`\varphi`, :math:`(N, D) \to (N,)`."""
+
+        z = self.sigma(self.inputs[0](x))
+        for hidden, inputs in zip(self.hiddens, self.inputs[1:]):
+            z = self.sigma(hidden(z) + inputs(x))
+        return self.output(z).squeeze(-1)
+
+    def nonlinear(self, x: Tensor) -> Tensor:
+        # Backpropagating through the gradient (training, Jacobian tests) needs create_graph;
+        # inference under no_grad must still differentiate the potential once.
+        keep_graph = torch.is_grad_enabled()
+        with torch.enable_grad():
+            if not x.requires_grad:
+                x = x.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(self.potential(x).sum(), x, create_graph=keep_graph)
+        return grad if keep_graph else grad.detach()
+
+    def _shrink_nonlinear(self, factor: float) -> None:
+        self.output.raw_weight.copy_(
+            torch.log(torch.expm1(F.softplus(self.output.raw_weight) * factor))
+        )
+
+    def extra_repr(self) -> str:
+        return (
+            f"features={self.features}, hidden_features={self.hidden_features}, "
+            f"activation={self.activation!r}"
+        )
+
+
+#: The architectures by name.
+MODELS: dict[str, type[GradientMap]] = {"cmgn": CMGN, "mmgn": MMGN, "icnn": ICNN}
+
+
+def build_model(name: str, features: int, **kwargs: object) -> GradientMap:
+    r"""Returns a new model ``MODELS[name](features, **kwargs)``.
+
+    Raises:
+        ValueError: if ``name`` is not a key of :data:`MODELS`.
+    """
+
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    return MODELS[name](features, **kwargs)

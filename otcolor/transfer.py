@@ -1,0 +1,327 @@
+r"""Colour transfer end to end: sample pixels, fit a monotone map, apply it to every pixel, save."""
+
+from __future__ import annotations
+
+__all__ = [
+    "ColorMap",
+    "FittedMap",
+    "TransferConfig",
+    "TransferResult",
+    "apply_color_map",
+    "fit_color_map",
+    "transfer",
+]
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .errors import UsageError
+from .gaussian import bures_map, moments
+from .image import DEFAULT_MAX_PIXELS, check_output_path, load_image, sample_pixels, save_image
+from .losses import LOSSES, SlicedW2, build_loss
+from .metrics import sliced_w2
+from .models import MODELS, build_model
+from .train import FitConfig, fit, resolve_device
+
+Callback = Callable[[int, dict[str, float]], None]
+
+#: Architectures as the colour task uses them (3-D, smooth saturating activations).
+COLOR_MODELS: dict[str, dict[str, object]] = {
+    "cmgn": {"hidden_features": 64, "layers": 2, "activation": "tanh"},
+    "mmgn": {"hidden_features": 32, "modules": 4},
+    "icnn": {"hidden_features": (64, 64), "activation": "softplus"},
+}
+
+#: Per-loss training defaults: the adversarial loss needs smaller steps than the others.
+LOSS_SETTINGS: dict[str, dict[str, float]] = {
+    "sliced": {"lr": 5e-2},
+    "kl": {"lr": 1e-2},
+    "wgan": {"lr": 1e-3},
+}
+
+#: Below this spread (per channel standard deviation) an image is treated as a single colour.
+FLAT = 1e-4
+
+
+@dataclass
+class TransferConfig:
+    r"""Settings of a colour transfer; the defaults are tuned on photographs in general."""
+
+    model: str = "cmgn"  # a key of otcolor.models.MODELS
+    loss: str = "sliced"  # a key of otcolor.losses.LOSSES
+    steps: int = 600  # optimiser steps; fit time does not depend on image size
+    samples: int = 50_000  # pixels drawn from each image for fitting
+    batch_size: int = 4096  # pixels per step
+    smoothness: float = 0.0  # trades closeness to the target for a smoother map (see README)
+    init: str = "gaussian"  # "gaussian" (closed-form OT map) or "identity"
+    lr: float | None = None  # None: the loss's default (LOSS_SETTINGS)
+    device: str = "auto"  # auto, cpu, cuda or mps
+    seed: int = 0  # seeds pixel sampling, initialisation and training
+    quality: int = 95  # JPEG/WebP quality of the output
+    max_pixels: int | None = DEFAULT_MAX_PIXELS  # refuse larger inputs (decompression bombs)
+    chunk_size: int = 1 << 18  # pixels per forward pass when applying, bounds memory
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise UsageError(f"unknown model {self.model!r}", f"choose one of {sorted(MODELS)}")
+        if self.loss not in LOSSES:
+            raise UsageError(f"unknown loss {self.loss!r}", f"choose one of {sorted(LOSSES)}")
+        if self.init not in ("gaussian", "identity"):
+            raise UsageError(f"unknown init {self.init!r}", "choose gaussian or identity")
+        for name in ("steps", "samples", "batch_size", "chunk_size"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.smoothness < 0:
+            raise UsageError(f"smoothness must be >= 0, got {self.smoothness}")
+        if self.lr is not None and not self.lr > 0:
+            raise UsageError(f"lr must be positive, got {self.lr}")
+
+
+@dataclass
+class TransferResult:
+    r"""What a transfer did and how well: the ``--json`` output of ``otcolor transfer``."""
+
+    output: Path
+    model: str
+    loss: str
+    device: str
+    seed: int
+    steps: int
+    seconds: float  # the whole call: load, fit, apply, save
+    fit_seconds: float
+    final_loss: float
+    metrics: dict[str, float]
+    warnings: list[str] = field(default_factory=list)
+
+
+class ColorMap(nn.Module):
+    r"""Creates the colour map :math:`T(x) = c + s\, G\big((x - c) / s\big)` around a model :math:`G`.
+
+    The model works in coordinates centred on the source mean :math:`c` and scaled by one
+    scalar :math:`s` (the source's spread), where its default initialisation is well scaled. An
+    isotropic change of variables maps OT maps to OT maps, and :math:`T` is the gradient of
+    :math:`s^2 \psi((x - c)/s) + \ldots` when :math:`G = \nabla \psi`: still monotone.
+
+    Arguments:
+        model: :math:`G`, :math:`(N, 3) \to (N, 3)`.
+        center: :math:`c`, with shape :math:`(3,)`.
+        scale: :math:`s > 0`.
+    """
+
+    def __init__(self, model: nn.Module, center: Tensor, scale: float) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("center", center.clone())
+        self.scale = float(scale)
+
+    def normalize(self, x: Tensor) -> Tensor:
+        r"""Returns :math:`(x - c) / s`, :math:`(N, 3) \to (N, 3)`."""
+
+        return (x - self.center) / self.scale
+
+    def forward(self, x: Tensor) -> Tensor:
+        r"""Returns :math:`T(x)`, :math:`(N, 3) \to (N, 3)`."""
+
+        return self.center + self.scale * self.model(self.normalize(x))
+
+
+class ConstantMap(nn.Module):
+    r"""Creates :math:`T(x) = c`: the exact OT map onto a single colour (and the barycentric
+    map out of one), the gradient of the linear :math:`c^\top x`."""
+
+    def __init__(self, colour: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("colour", colour.clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        r"""Returns :math:`c` for every point, :math:`(N, 3) \to (N, 3)`."""
+
+        return self.colour.expand(x.shape[0], -1)
+
+
+@dataclass
+class FittedMap:
+    r"""A fitted colour map and how it was fitted."""
+
+    map: nn.Module  # (N, 3) -> (N, 3), on `device`
+    device: torch.device
+    history: dict[str, list[float]]
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+
+
+def fit_color_map(
+    source: np.ndarray,
+    target: np.ndarray,
+    config: TransferConfig | None = None,
+    callback: Callback | None = None,
+) -> FittedMap:
+    r"""Fits a monotone map pushing the ``source`` colours onto the ``target`` colours.
+
+    Single-colour inputs take the exact closed form instead of training: onto one colour, every
+    colour goes to it; out of one colour, no deterministic map can split it, so it goes to the
+    target mean (a warning says so).
+
+    Arguments:
+        source: source colours, with shape :math:`(N, 3)`, in :math:`[0, 1]`.
+        target: target colours, with shape :math:`(M, 3)`, in :math:`[0, 1]`.
+        config: the settings (model, loss, steps, ...).
+        callback: called as ``callback(step, logs)`` after every training step.
+    """
+
+    config = config or TransferConfig()
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    start = time.perf_counter()
+    x = torch.as_tensor(np.asarray(source, dtype=np.float32)).to(device)
+    y = torch.as_tensor(np.asarray(target, dtype=np.float32)).to(device)
+    warnings: list[str] = []
+
+    flat_source = bool(x.std(0).max() < FLAT) if x.shape[0] > 1 else True
+    flat_target = bool(y.std(0).max() < FLAT) if y.shape[0] > 1 else True
+    if flat_target or flat_source:
+        if flat_target:
+            warnings.append("the target has a single colour: every pixel is mapped to it")
+        else:
+            warnings.append(
+                "the source has a single colour: no colour map can split it; "
+                "it is mapped to the target's mean colour"
+            )
+        history = {"loss": [], "lr": []}
+        fitted = ConstantMap(y.mean(0))
+        return FittedMap(fitted, device, history, time.perf_counter() - start, warnings)
+
+    center = x.mean(0)
+    scale = float(x.std(0).mean().clamp(min=FLAT))
+    xs, ys = (x - center) / scale, (y - center) / scale
+
+    model = build_model(config.model, 3, **COLOR_MODELS[config.model]).to(device)
+    if config.init == "gaussian":
+        m0, S0 = moments(xs.double())
+        m1, S1 = moments(ys.double())
+        A, b = bures_map(m0, S0, m1, S1, eps=1e-6)
+    else:
+        A, b = torch.eye(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
+        m0 = xs.double().mean(0)
+    model.init_linear(
+        A.float().to(device), b.float().to(device), center=m0.float().to(device), nonlinear_scale=2.0
+    )
+
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    if config.loss == "sliced":
+        loss: nn.Module = SlicedW2(projections=16, generator=generator, reference=ys)
+    else:
+        loss = build_loss(config.loss, 3, generator=generator)
+    loss = loss.to(device)
+    settings = LOSS_SETTINGS[config.loss]
+    fit_config = FitConfig(
+        steps=config.steps,
+        batch_size=config.batch_size,
+        lr=config.lr if config.lr is not None else settings["lr"],
+        seed=config.seed,
+    )
+    history = fit(model, loss, xs, ys, fit_config, callback)
+    color_map = ColorMap(model, center, scale).to(device)
+    color_map.eval()
+    return FittedMap(color_map, device, history, time.perf_counter() - start, warnings)
+
+
+def apply_color_map(
+    color_map: nn.Module,
+    rgb: np.ndarray,
+    device: torch.device | str = "cpu",
+    chunk_size: int = 1 << 18,
+) -> np.ndarray:
+    r"""Applies a colour map to every pixel, ``chunk_size`` pixels at a time (bounded memory).
+
+    Arguments:
+        color_map: the map, :math:`(N, 3) \to (N, 3)`.
+        rgb: the image, with shape :math:`(H, W, 3)`, in :math:`[0, 1]`.
+
+    Returns:
+        The mapped image, with shape :math:`(H, W, 3)`, float32, clipped to :math:`[0, 1]`.
+    """
+
+    pixels = np.asarray(rgb, dtype=np.float32).reshape(-1, 3)  # (H W, 3)
+    out = np.empty_like(pixels)
+    with torch.no_grad():
+        for begin in range(0, pixels.shape[0], chunk_size):
+            chunk = torch.from_numpy(pixels[begin : begin + chunk_size]).to(device)
+            out[begin : begin + chunk_size] = color_map(chunk).cpu().numpy()
+    np.clip(out, 0.0, 1.0, out=out)
+    return out.reshape(rgb.shape)
+
+
+def transfer(
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    config: TransferConfig | None = None,
+    *,
+    force: bool = False,
+    callback: Callback | None = None,
+) -> TransferResult:
+    r"""Transfers the colours of ``target`` onto ``source`` and writes ``output``.
+
+    Everything that can be checked cheaply (inputs decode, output is writable, no input is
+    overwritten) is checked before training; the output is written atomically.
+
+    Arguments:
+        source: the image whose colours change.
+        target: the image whose colours are wanted.
+        output: where to write the result; its extension picks the format.
+        config: the settings.
+        force: whether an existing ``output`` may be replaced (an input never is).
+        callback: called as ``callback(step, logs)`` after every training step.
+
+    Raises:
+        OtcolorError: a subclass with the exit code of the failure (see ``otcolor.errors``).
+    """
+
+    config = config or TransferConfig()
+    start = time.perf_counter()
+    resolve_device(config.device)  # fail on an unavailable device before any decoding
+    source_image = load_image(source, max_pixels=config.max_pixels)
+    target_image = load_image(target, max_pixels=config.max_pixels)
+    has_alpha = source_image.alpha is not None
+    check_output_path(output, [source, target], force=force, has_alpha=has_alpha)
+    warnings = [*source_image.warnings, *target_image.warnings]
+
+    rng = np.random.default_rng(config.seed)
+    x = sample_pixels(source_image, config.samples, rng)
+    y = sample_pixels(target_image, config.samples, rng)
+    fitted = fit_color_map(x, y, config, callback)
+    warnings += fitted.warnings
+
+    mapped = apply_color_map(fitted.map, source_image.rgb, fitted.device, config.chunk_size)
+    warnings += save_image(
+        output, mapped, alpha=source_image.alpha, like=source_image, quality=config.quality
+    )
+
+    quality_rng = np.random.default_rng(config.seed)
+    metrics = {
+        "sliced_w2": sliced_w2(mapped, y, quality_rng),
+        "sliced_w2_before": sliced_w2(x, y, quality_rng),
+        "mean_displacement": float(np.sqrt(np.mean(np.sum((mapped - source_image.rgb) ** 2, -1)))),
+    }
+    losses = fitted.history["loss"]
+    return TransferResult(
+        output=Path(output),
+        model=config.model,
+        loss=config.loss,
+        device=str(fitted.device),
+        seed=config.seed,
+        steps=len(losses),
+        seconds=time.perf_counter() - start,
+        fit_seconds=fitted.seconds,
+        final_loss=float(np.mean(losses[-20:])) if losses else 0.0,
+        metrics=metrics,
+        warnings=warnings,
+    )

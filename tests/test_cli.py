@@ -1,0 +1,327 @@
+r"""Tests for the otcolor command: options, output streams, exit codes and error lines."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+import otcolor
+import otcolor.transfer
+from otcolor.cli import DeviceName, InitName, LossName, ModelName, app
+from otcolor.errors import EXIT_CODES, InputError
+from otcolor.losses import LOSSES
+from otcolor.models import MODELS
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--steps", "5", "--samples", "200", "--device", "cpu"]
+JSON_KEYS = {"output", "model", "loss", "device", "seed", "steps", "seconds", "fit_seconds",
+             "final_loss", "metrics", "warnings", "versions"}
+
+runner = CliRunner()
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def error_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> tuple[Path, Path]:
+    # Small smooth images with distinct palettes: warm gradient to cool noise.
+    y, x = np.mgrid[0:16, 0:24] / np.array([15.0, 23.0])[:, None, None]
+    warm = np.stack([0.6 + 0.4 * x, 0.3 + 0.3 * y, 0.1 + 0.1 * x * y], axis=-1)
+    cool = np.random.default_rng(0).uniform([0.0, 0.2, 0.5], [0.3, 0.6, 1.0], (16, 24, 3))
+    source, target = tmp_path / "source.png", tmp_path / "target.png"
+    Image.fromarray(np.round(warm * 255).astype(np.uint8)).save(source)
+    Image.fromarray(np.round(cool * 255).astype(np.uint8)).save(target)
+    return source, target
+
+
+def fake_result(output: Path, **changes: object) -> otcolor.transfer.TransferResult:
+    fields = dict(output=output, model="cmgn", loss="sliced", device="cpu", seed=0, steps=3,
+                  seconds=0.5, fit_seconds=0.25, final_loss=0.125, metrics={"w2": 0.01},
+                  warnings=[])
+    fields.update(changes)
+    return otcolor.transfer.TransferResult(**fields)
+
+
+# Registries
+
+
+def test_choices_match_library_registries() -> None:
+    assert {e.value for e in ModelName} == set(MODELS)
+    assert {e.value for e in LossName} == set(LOSSES)
+
+
+def test_defaults_are_valid_choices() -> None:
+    config = otcolor.transfer.TransferConfig()
+    assert ModelName(config.model) and LossName(config.loss)
+    assert InitName(config.init) and DeviceName(config.device)
+
+
+# Help and version
+
+
+def test_help_lists_exit_codes() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "Exit codes" in result.stdout and "transfer" in result.stdout
+    for code in EXIT_CODES:
+        assert f" {code} " in result.stdout
+
+    result = runner.invoke(app, ["transfer", "--help"])
+    assert result.exit_code == 0
+    for option in ("--output", "--model", "--loss", "--steps", "--samples", "--json", "--force"):
+        assert option in result.stdout
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.stdout == f"otcolor {otcolor.__version__}\n"
+
+
+# End to end, with the real library
+
+
+def test_transfer_end_to_end(tmp_path: Path, images: tuple[Path, Path]) -> None:
+    source, target = images
+    before = digest(source), digest(target)
+    output = tmp_path / "out.png"
+
+    result = runner.invoke(app, ["transfer", str(source), str(target), "-o", str(output), *FAST])
+    assert result.exit_code == 0, result.stderr
+    assert Image.open(output).size == (24, 16)
+    assert "output" in result.stdout and "final loss" in result.stdout
+    assert (digest(source), digest(target)) == before
+    assert not [p for p in tmp_path.iterdir() if "otcolor-tmp" in p.name]
+
+
+def test_json_is_exactly_one_object(tmp_path: Path, images: tuple[Path, Path]) -> None:
+    source, target = images
+    output = tmp_path / "out.jpg"
+    args = ["transfer", str(source), str(target), "-o", str(output), "--json", "--seed", "3"]
+
+    result = runner.invoke(app, args + FAST)
+    assert result.exit_code == 0, result.stderr
+    assert len(result.stdout.strip().splitlines()) == 1
+    payload = json.loads(result.stdout)
+    assert set(payload) == JSON_KEYS
+    assert payload["output"] == str(output) and payload["seed"] == 3 and payload["steps"] == 5
+    assert (payload["model"], payload["loss"], payload["device"]) == ("cmgn", "sliced", "cpu")
+    assert isinstance(payload["metrics"], dict) and isinstance(payload["warnings"], list)
+    assert set(payload["versions"]) == {"otcolor", "torch", "pillow"}
+    assert Image.open(output).format == "JPEG"
+
+
+def test_existing_output_needs_force(tmp_path: Path, images: tuple[Path, Path]) -> None:
+    source, target = images
+    output = tmp_path / "out.png"
+    output.write_bytes(b"previous")
+    args = ["transfer", str(source), str(target), "-o", str(output), *FAST]
+
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert output.read_bytes() == b"previous"
+    (line,) = error_lines(result.stderr)
+    assert line.startswith("Error: ") and "--force" in line
+
+    result = runner.invoke(app, [*args, "--force", "--quiet"])
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == "" and Image.open(output).size == (24, 16)
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_output_equal_to_input_is_refused(images: tuple[Path, Path], force: bool) -> None:
+    source, target = images
+    before = digest(source)
+    args = ["transfer", str(source), str(target), "-o", str(source), *FAST]
+    result = runner.invoke(app, args + (["--force"] if force else []))
+    assert result.exit_code == 2
+    assert "input" in result.stderr and digest(source) == before
+
+
+def test_missing_source(tmp_path: Path, images: tuple[Path, Path]) -> None:
+    _, target = images
+    args = ["transfer", str(tmp_path / "nope.png"), str(target), "-o", str(tmp_path / "o.png")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_cuda_without_cuda_is_a_usage_error(tmp_path: Path, images: tuple[Path, Path]) -> None:
+    source, target = images
+    args = ["transfer", str(source), str(target), "-o", str(tmp_path / "o.png"),
+            "--steps", "5", "--samples", "200", "--device", "cuda"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    (line,) = error_lines(result.stderr)
+    assert line.startswith("Error: ") and "cuda" in line.lower()
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_corrupt_input_is_one_line(tmp_path: Path, images: tuple[Path, Path]) -> None:
+    source, target = images
+    corrupt = tmp_path / "corrupt.png"
+    data = source.read_bytes()
+    corrupt.write_bytes(data[: len(data) // 2])
+    output = tmp_path / "o.png"
+
+    result = runner.invoke(app, ["transfer", str(corrupt), str(target), "-o", str(output), *FAST])
+    assert result.exit_code == 3
+    (line,) = error_lines(result.stderr)
+    assert line.startswith(f"Error: {corrupt}: ")
+    assert "Traceback" not in result.output and result.stdout == ""
+    assert not output.exists()
+
+
+def test_real_exit_code_through_python_m(tmp_path: Path, images: tuple[Path, Path]) -> None:
+    _, target = images
+    text = tmp_path / "text.png"
+    text.write_text("not an image")
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path}
+    env.pop("OTCOLOR_DEBUG", None)
+    command = [sys.executable, "-m", "otcolor", "transfer", str(text), str(target),
+               "-o", str(tmp_path / "o.png")]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    assert done.returncode == 3
+    assert done.stdout == ""
+    (line,) = error_lines(done.stderr)
+    assert line.startswith("Error: ") and "not a recognised image" in line
+
+
+# Option parsing and rendering, with the library call replaced
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [["--steps", "0"], ["--samples", "0"], ["--quality", "101"], ["--smoothness", "-1"],
+     ["--model", "gan"], ["--loss", "l2"], ["--device", "tpu"], ["--init", "zero"]],
+)
+def test_invalid_options_exit_2(tmp_path: Path, images: tuple[Path, Path], bad: list[str]) -> None:
+    source, target = images
+    result = runner.invoke(app, ["transfer", str(source), str(target), "-o",
+                                 str(tmp_path / "o.png"), *bad])
+    assert result.exit_code == 2
+
+
+@pytest.fixture
+def calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, object]]:
+    seen: list[dict[str, object]] = []
+
+    def fake(source, target, output, config=None, *, force=False, callback=None):  # noqa: ANN001
+        seen.append(dict(source=source, target=target, output=output, config=config, force=force))
+        for step in range(1, config.steps + 1):
+            callback(step, {"loss": 1.0 / step})
+        return fake_result(output, model=config.model, steps=config.steps,
+                           warnings=["source.png: something lost"])
+
+    monkeypatch.setattr(otcolor.transfer, "transfer", fake)
+    return seen
+
+
+def test_options_reach_the_config(
+    tmp_path: Path, images: tuple[Path, Path], calls: list[dict[str, object]]
+) -> None:
+    source, target = images
+    output = tmp_path / "o.webp"
+    args = ["transfer", str(source), str(target), "-o", str(output), "--model", "icnn",
+            "--loss", "kl", "--steps", "3", "--samples", "77", "--smoothness", "0.5",
+            "--init", "identity", "--device", "cpu", "--seed", "9", "--quality", "80",
+            "--max-pixels", "1000", "--force"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+
+    (call,) = calls
+    config = call["config"]
+    assert (call["source"], call["target"], call["output"], call["force"]) == (
+        source, target, output, True)
+    assert isinstance(config, otcolor.transfer.TransferConfig)
+    assert (config.model, config.loss, config.steps, config.samples, config.smoothness) == (
+        "icnn", "kl", 3, 77, 0.5)
+    assert (config.init, config.device, config.seed, config.quality, config.max_pixels) == (
+        "identity", "cpu", 9, 80, 1000)
+
+    # Human mode: summary on stdout, warnings on stderr.
+    assert "icnn" in result.stdout and "w2" in result.stdout
+    assert error_lines(result.stderr) == ["Warning: source.png: something lost"]
+
+
+def test_json_keeps_warnings_and_nulls_non_finite(
+    tmp_path: Path, images: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source, target = images
+    result_nan = fake_result(tmp_path / "o.png", final_loss=float("nan"),
+                             metrics={"kl": float("inf")}, warnings=["careful"])
+    monkeypatch.setattr(otcolor.transfer, "transfer", lambda *a, **k: result_nan)
+    result = runner.invoke(app, ["transfer", str(source), str(target), "-o",
+                                 str(tmp_path / "o.png"), "--json"])
+    assert result.exit_code == 0
+    payload = json.loads(result.stdout)
+    assert payload["final_loss"] is None and payload["metrics"] == {"kl": None}
+    assert payload["warnings"] == ["careful"] and result.stderr == ""
+
+
+@pytest.mark.parametrize(
+    ("exception", "code", "phrase"),
+    [
+        (InputError("a.png: broken", "re-export it"), 3, "Error: a.png: broken (re-export it)"),
+        (RuntimeError("boom\nsecond line"), 1, "Error: internal error: RuntimeError: boom"),
+        (KeyboardInterrupt(), 130, "Error: interrupted"),
+    ],
+)
+def test_exceptions_become_one_line(
+    tmp_path: Path,
+    images: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    exception: BaseException,
+    code: int,
+    phrase: str,
+) -> None:
+    def fail(*args: object, **kwargs: object) -> None:
+        raise exception
+
+    monkeypatch.setattr(otcolor.transfer, "transfer", fail)
+    monkeypatch.delenv("OTCOLOR_DEBUG", raising=False)
+    source, target = images
+    result = runner.invoke(app, ["transfer", str(source), str(target), "-o",
+                                 str(tmp_path / "o.png")])
+    assert result.exit_code == code
+    (line,) = error_lines(result.stderr)
+    assert line.startswith(phrase)
+    if code == 1:
+        assert line.endswith("(rerun with --debug and report it)")
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("how", ["option", "env"])
+def test_debug_reraises(
+    tmp_path: Path, images: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    def fail(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(otcolor.transfer, "transfer", fail)
+    source, target = images
+    args = ["transfer", str(source), str(target), "-o", str(tmp_path / "o.png")]
+    if how == "option":
+        result = runner.invoke(app, ["--debug", *args])
+    else:
+        result = runner.invoke(app, args, env={"OTCOLOR_DEBUG": "1"})
+    assert isinstance(result.exception, RuntimeError)
+    assert "Error: internal error" not in result.stderr
