@@ -9,6 +9,7 @@ that is the gradient of a convex function, so the Jacobian is symmetric PSD ever
 from __future__ import annotations
 
 __all__ = [
+    "AffineMap",
     "CMGN",
     "ICNN",
     "MMGN",
@@ -82,7 +83,7 @@ class GradientMap(nn.Module):
         them) until its Jacobian at ``center`` is at most ``nonlinear_scale`` times the norm of
         :math:`A`; then :math:`V^\top V` takes :math:`A` minus that Jacobian (projected onto the
         PSD cone) and the bias takes :math:`s` minus the nonlinear part's value at ``center``. So
-        the map equals :math:`A x + s` at ``center`` with Jacobian :math:`A` there (whenever
+        the map equals :math:`A x + s` at ``center``, with Jacobian :math:`A` there (whenever
         :math:`A` is not near-singular), and stays within :math:`O(\text{nonlinear\_scale})` of
         it nearby. With ``nonlinear_scale=0`` the nonlinear part is silenced as far as the
         architecture allows.
@@ -105,7 +106,8 @@ class GradientMap(nn.Module):
                     break
                 self._shrink_nonlinear(0.5)
             self.linear.set_matrix(matrix - jac)
-            self.bias.copy_(shift.to(self.bias) - self.nonlinear(center.unsqueeze(0))[0])
+            value = self.nonlinear(center.unsqueeze(0))[0]
+            self.bias.copy_(shift.to(self.bias) - value + jac @ center)
 
 
 class CMGN(GradientMap):
@@ -283,6 +285,27 @@ class ICNN(GradientMap):
             f"features={self.features}, hidden_features={self.hidden_features}, "
             f"activation={self.activation!r}"
         )
+
+
+class AffineMap(nn.Module):
+    r"""Creates the affine map :math:`T(x) = A x + b` with :math:`A` symmetric PSD: the gradient of
+    the convex quadratic :math:`\tfrac12 x^\top A x + b^\top x`, e.g. the closed-form Gaussian
+    OT map of :func:`otcolor.gaussian.bures_map`.
+
+    Arguments:
+        matrix: :math:`A`, with shape :math:`(D, D)`.
+        shift: :math:`b`, with shape :math:`(D,)`.
+    """
+
+    def __init__(self, matrix: Tensor, shift: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("matrix", matrix.clone())
+        self.register_buffer("shift", shift.clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        r"""Returns :math:`A x + b`, :math:`(N, D) \to (N, D)`."""
+
+        return x @ self.matrix.mT + self.shift
 
 
 #: The architectures by name.

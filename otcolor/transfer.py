@@ -27,7 +27,7 @@ from .gaussian import bures_map, moments
 from .image import DEFAULT_MAX_PIXELS, check_output_path, load_image, sample_pixels, save_image
 from .losses import LOSSES, SlicedW2, build_loss
 from .metrics import sliced_w2
-from .models import MODELS, build_model
+from .models import MODELS, AffineMap, build_model
 from .train import FitConfig, fit, resolve_device
 
 Callback = Callable[[int, dict[str, float]], None]
@@ -155,6 +155,7 @@ class FittedMap:
     history: dict[str, list[float]]
     seconds: float
     warnings: list[str] = field(default_factory=list)
+    scores: dict[str, float] = field(default_factory=dict)  # fit quality, normalised units
 
 
 def fit_color_map(
@@ -228,9 +229,28 @@ def fit_color_map(
         seed=config.seed,
     )
     history = fit(model, loss, xs, ys, fit_config, callback)
-    color_map = ColorMap(model, center, scale).to(device)
+
+    # Never return something worse than the closed form: judge both maps on one fixed sliced-W2
+    # evaluation (many directions, full target sample) and keep the better.
+    gaussian = AffineMap(A.float().to(device), b.float().to(device))
+    judge = SlicedW2(projections=128, generator=torch.Generator().manual_seed(0), reference=ys)
+    probe = xs[: min(xs.shape[0], 16384)]
+    with torch.no_grad():
+        judge.generator.manual_seed(0)
+        learned_score = float(judge(model(probe)))
+        judge.generator.manual_seed(0)
+        gaussian_score = float(judge(gaussian(probe)))
+    chosen: nn.Module = model
+    if not learned_score <= gaussian_score:
+        warnings.append(
+            f"the learned map fits worse than the closed-form Gaussian map (sliced W2^2 "
+            f"{learned_score:.3g} > {gaussian_score:.3g}); using the Gaussian map"
+        )
+        chosen = gaussian
+    color_map = ColorMap(chosen, center, scale).to(device)
     color_map.eval()
-    return FittedMap(color_map, device, history, time.perf_counter() - start, warnings)
+    scores = {"fit_sliced_w2": learned_score, "gaussian_sliced_w2": gaussian_score}
+    return FittedMap(color_map, device, history, time.perf_counter() - start, warnings, scores)
 
 
 def apply_color_map(
@@ -306,10 +326,13 @@ def transfer(
     )
 
     quality_rng = np.random.default_rng(config.seed)
+    mapped_samples = mapped.reshape(-1, 3)
+    if source_image.alpha is not None:
+        mapped_samples = mapped_samples[source_image.alpha.reshape(-1) > 0]
     metrics = {
-        "sliced_w2": sliced_w2(mapped, y, quality_rng),
+        "sliced_w2": sliced_w2(mapped_samples, y, quality_rng),
         "sliced_w2_before": sliced_w2(x, y, quality_rng),
-        "mean_displacement": float(np.sqrt(np.mean(np.sum((mapped - source_image.rgb) ** 2, -1)))),
+        "rms_displacement": float(np.sqrt(np.mean(np.sum((mapped - source_image.rgb) ** 2, -1)))),
     }
     losses = fitted.history["loss"]
     return TransferResult(

@@ -1,0 +1,68 @@
+r"""Tests of otcolor.losses: closed-form values, zero at a match, each loss decreases when trained."""
+
+import pytest
+import torch
+
+from otcolor.losses import LOSSES, GaussianKL, SlicedW2, WassersteinGP, build_loss
+
+
+def test_sliced_w2_known_values() -> None:
+    x = torch.randn(5000, 3)
+    # Sorted projections of 2x are twice those of x: W2^2 = mean (theta^T x)^2, about 1.
+    theta_x = SlicedW2(64, generator=torch.Generator().manual_seed(0))
+    expected = (x @ theta_x._random_directions(3, 64, x)).square().mean()
+    theta_x.generator.manual_seed(0)
+    assert torch.isclose(theta_x(x, 2 * x), expected, rtol=1e-5)
+    assert torch.isclose(expected, torch.tensor(1.0), rtol=0.1)
+    # A shift by v moves each projection by <theta, v>; E <theta, v>^2 = |v|^2 / D.
+    shift = torch.tensor([3.0, 0.0, 0.0])
+    value = SlicedW2(512, generator=torch.Generator().manual_seed(0))(x, x + shift)
+    assert torch.isclose(value, torch.tensor(3.0), rtol=0.15)
+    assert SlicedW2(32)(x, x) == 0
+
+
+def test_sliced_w2_reference_bank_matches_fresh_directions() -> None:
+    y = torch.randn(5000, 3) * torch.tensor([1.0, 2.0, 0.5])
+    x = torch.randn(3000, 3)
+    fresh = torch.stack([SlicedW2(64)(x, y) for _ in range(20)]).mean()
+    bank = SlicedW2(64, reference=y, directions=512)
+    banked = torch.stack([bank(x) for _ in range(20)]).mean()
+    assert torch.isclose(fresh, banked, rtol=0.1)
+    assert bank(y[:2500]) < 0.01
+
+
+def test_kl_zero_on_equal_moments_positive_otherwise() -> None:
+    y = torch.randn(1000, 3)
+    assert GaussianKL()(y, y).abs() < 1e-5
+    assert GaussianKL()(y + 1, y) > 0.4
+
+
+def test_wgan_estimate_orders_distances() -> None:
+    torch.manual_seed(0)
+    y = torch.randn(512, 2)
+    loss = WassersteinGP(2, critic_steps=200)
+    near, far = loss(y + 0.1, y), loss(y + 3.0, y)
+    assert far > near and far > 1.0
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_each_loss_decreases_when_training_a_shift(name: str) -> None:
+    torch.manual_seed(0)
+    y = torch.randn(512, 2) * 0.5 + torch.tensor([2.0, -1.0])
+    x = torch.randn(512, 2)
+    loss = build_loss(name, 2, generator=torch.Generator().manual_seed(0))
+    shift = torch.zeros(2, requires_grad=True)
+    optimizer = torch.optim.Adam([shift], lr=0.05)
+    distance = []
+    for _ in range(150):
+        value = loss(x + shift, y)
+        optimizer.zero_grad()
+        value.backward()
+        optimizer.step()
+        distance.append(float((shift.detach() - torch.tensor([2.0, -1.0])).norm()))
+    assert distance[-1] < 0.5 * distance[0]
+
+
+def test_unknown_loss() -> None:
+    with pytest.raises(ValueError, match="sliced"):
+        build_loss("nope", 3)

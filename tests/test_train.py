@@ -1,0 +1,77 @@
+r"""Tests of otcolor.train: smoke run, determinism, non-finite handling, device resolution."""
+
+import pytest
+import torch
+
+from otcolor.errors import TrainingError, UsageError
+from otcolor.losses import SlicedW2
+from otcolor.models import build_model
+from otcolor.train import FitConfig, fit, resolve_device
+
+
+def _problem() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2000, 2, generator=g)
+    y = torch.randn(2000, 2, generator=g) * torch.tensor([0.5, 2.0]) + 1.0
+    return x, y
+
+
+def test_fit_reduces_loss_and_calls_back() -> None:
+    x, y = _problem()
+    model = build_model("cmgn", 2)
+    steps = []
+    history = fit(model, SlicedW2(16), x, y, FitConfig(steps=60, batch_size=512, lr=2e-2),
+                  callback=lambda step, logs: steps.append((step, logs["loss"])))
+    assert [s for s, _ in steps] == list(range(1, 61))
+    assert len(history["loss"]) == 60
+    assert sum(history["loss"][-10:]) < 0.5 * sum(history["loss"][:10])
+    assert not model.training
+
+
+def test_fit_is_deterministic_for_a_seed() -> None:
+    x, y = _problem()
+    results = []
+    for _ in range(2):
+        torch.manual_seed(1)
+        model = build_model("mmgn", 2)
+        fit(model, SlicedW2(8, generator=torch.Generator().manual_seed(2)), x, y,
+            FitConfig(steps=20, batch_size=256, seed=3))
+        results.append(model(x[:50]).detach())
+    assert torch.equal(results[0], results[1])
+
+
+class _NaNAfter(torch.nn.Module):
+    def __init__(self, good_calls: int, bad_calls: int) -> None:
+        super().__init__()
+        self.calls = 0
+        self.good_calls, self.bad_calls = good_calls, bad_calls
+
+    def forward(self, mapped: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        value = (mapped.mean(0) - target.mean(0)).square().sum()
+        bad = self.good_calls < self.calls <= self.good_calls + self.bad_calls
+        return value * float("nan") if bad else value
+
+
+def test_nonfinite_loss_restores_and_retries_once() -> None:
+    x, y = _problem()
+    model = build_model("cmgn", 2)
+    history = fit(model, _NaNAfter(30, 1), x, y, FitConfig(steps=50, batch_size=64))
+    assert len(history["loss"]) == 49  # the bad step is skipped, not recorded
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_persistent_nonfinite_loss_raises() -> None:
+    x, y = _problem()
+    with pytest.raises(TrainingError, match="diverged"):
+        fit(build_model("cmgn", 2), _NaNAfter(5, 100), x, y, FitConfig(steps=50, batch_size=64))
+
+
+def test_resolve_device() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type in {"cpu", "cuda", "mps"}
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="CUDA"):
+            resolve_device("cuda")
+    with pytest.raises(UsageError):
+        resolve_device("tpu")

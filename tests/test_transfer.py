@@ -1,0 +1,109 @@
+r"""Tests of otcolor.transfer: identity on self-transfer, degenerate inputs, chunked apply, files."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from otcolor.errors import UsageError
+from otcolor.transfer import (
+    ColorMap,
+    TransferConfig,
+    apply_color_map,
+    fit_color_map,
+    transfer,
+)
+
+
+def _photo(seed: int, h: int = 48, w: int = 64) -> np.ndarray:
+    """A smooth, photo-like test image: gradients plus texture, (H, W, 3) in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    base = np.stack([xx, yy, 0.5 * (xx + yy)], -1) @ rng.uniform(0.2, 1, (3, 3))
+    img = base / base.max() * 0.8 + 0.1 + 0.03 * rng.standard_normal((h, w, 3))
+    return np.clip(img, 0, 1).astype(np.float32)
+
+
+def _save(path, rgb: np.ndarray) -> None:
+    Image.fromarray(np.round(rgb * 255).astype(np.uint8)).save(path)
+
+
+FAST = dict(steps=60, samples=3000, batch_size=1024)
+
+
+def test_self_transfer_is_near_identity() -> None:
+    img = _photo(0)
+    pixels = img.reshape(-1, 3)
+    fitted = fit_color_map(pixels, pixels, TransferConfig(**FAST))
+    out = apply_color_map(fitted.map, img)
+    assert np.abs(out - img).mean() < 2 / 255
+    assert np.abs(out - img).max() < 12 / 255
+
+
+@pytest.mark.parametrize("init", ["gaussian", "identity"])
+def test_fit_moves_towards_target(init: str) -> None:
+    src, tgt = _photo(0), _photo(1)[..., ::-1].copy()
+    x, y = src.reshape(-1, 3), tgt.reshape(-1, 3)
+    fitted = fit_color_map(x, y, TransferConfig(init=init, **FAST))
+    out = apply_color_map(fitted.map, src).reshape(-1, 3)
+    assert np.abs(out.mean(0) - y.mean(0)).max() < 0.03
+    before = np.abs(np.cov(x.T) - np.cov(y.T)).sum()
+    after = np.abs(np.cov(out.T) - np.cov(y.T)).sum()
+    assert after < 0.3 * before
+
+
+def test_fit_is_repeatable_on_cpu() -> None:
+    x, y = _photo(0).reshape(-1, 3), _photo(1).reshape(-1, 3)
+    config = TransferConfig(seed=7, device="cpu", **FAST)
+    a = apply_color_map(fit_color_map(x, y, config).map, _photo(2))
+    b = apply_color_map(fit_color_map(x, y, config).map, _photo(2))
+    assert np.array_equal(a, b)
+
+
+def test_single_colour_target_and_source() -> None:
+    src = _photo(0)
+    flat = np.full_like(src, 0.25)
+    fitted = fit_color_map(src.reshape(-1, 3), flat.reshape(-1, 3), TransferConfig(**FAST))
+    assert fitted.warnings and "single colour" in fitted.warnings[0]
+    assert np.allclose(apply_color_map(fitted.map, src), 0.25)
+    fitted = fit_color_map(flat.reshape(-1, 3), src.reshape(-1, 3), TransferConfig(**FAST))
+    out = apply_color_map(fitted.map, flat)
+    assert np.isfinite(out).all() and np.allclose(out, src.reshape(-1, 3).mean(0), atol=1e-6)
+    one = fit_color_map(src[:1, :1].reshape(-1, 3), src.reshape(-1, 3), TransferConfig(**FAST))
+    assert np.isfinite(apply_color_map(one.map, src)).all()
+
+
+def test_chunked_apply_matches_one_pass_and_clips() -> None:
+    model = torch.nn.Linear(3, 3)
+    with torch.no_grad():
+        model.weight.copy_(2 * torch.eye(3))
+        model.bias.fill_(-0.25)
+    color_map = ColorMap(model, torch.zeros(3), 1.0)
+    img = _photo(3)
+    whole = apply_color_map(color_map, img, chunk_size=10**9)
+    assert np.array_equal(apply_color_map(color_map, img, chunk_size=97), whole)
+    assert whole.min() >= 0 and whole.max() <= 1
+    assert np.allclose(whole, np.clip(2 * img - 0.25, 0, 1), atol=1e-6)
+
+
+def test_transfer_files_end_to_end(tmp_path) -> None:
+    src, tgt, out = tmp_path / "día 1.png", tmp_path / "tgt.jpg", tmp_path / "out.png"
+    _save(src, _photo(0))
+    Image.fromarray(np.round(_photo(1) * 255).astype(np.uint8)).save(tgt, quality=95)
+    before = src.read_bytes(), tgt.read_bytes()
+    steps = []
+    result = transfer(src, tgt, out, TransferConfig(**FAST), callback=lambda s, logs: steps.append(s))
+    assert (src.read_bytes(), tgt.read_bytes()) == before
+    assert steps == list(range(1, FAST["steps"] + 1)) and result.steps == FAST["steps"]
+    assert Image.open(out).size == (64, 48)
+    assert result.metrics["sliced_w2"] < result.metrics["sliced_w2_before"]
+    assert [p.name for p in tmp_path.iterdir() if "otcolor-tmp" in p.name] == []
+
+
+def test_config_validation() -> None:
+    with pytest.raises(UsageError):
+        TransferConfig(model="nope")
+    with pytest.raises(UsageError):
+        TransferConfig(steps=0)
+    with pytest.raises(UsageError):
+        TransferConfig(smoothness=-1)
