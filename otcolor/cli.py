@@ -50,6 +50,7 @@ class ModelName(str, Enum):
 class LossName(str, Enum):
     r"""Training losses, the keys of :data:`otcolor.losses.LOSSES`."""
 
+    ot = "ot"
     sliced = "sliced"
     kl = "kl"
     wgan = "wgan"
@@ -174,7 +175,13 @@ def transfer(
         LossName, typer.Option(help="Training loss.", rich_help_panel="Model")
     ] = LossName(_DEFAULTS.loss),
     steps: Annotated[
-        int, typer.Option(min=1, help="Training steps.", rich_help_panel="Model")
+        int | None,
+        typer.Option(
+            min=1,
+            help="Training steps [default: 200 L-BFGS iterations for ot, 600 Adam steps for the others].",
+            show_default=False,
+            rich_help_panel="Model",
+        ),
     ] = _DEFAULTS.steps,
     samples: Annotated[
         int,
@@ -182,7 +189,11 @@ def transfer(
     ] = _DEFAULTS.samples,
     smoothness: Annotated[
         float,
-        typer.Option(min=0.0, help="Weight of the smoothness penalty.", rich_help_panel="Model"),
+        typer.Option(
+            min=0.0,
+            help="Smoother map (less speckle) vs closer colours: 0 = closest; see the README.",
+            rich_help_panel="Model",
+        ),
     ] = _DEFAULTS.smoothness,
     init: Annotated[
         InitName, typer.Option(help="Starting point of the map.", rich_help_panel="Model")
@@ -249,7 +260,7 @@ def transfer(
         transient=True,
     )
     with progress:
-        task = progress.add_task("fit", total=steps, loss="-")
+        task = progress.add_task("fit", total=config.total_steps, loss="-")
 
         def callback(step: int, logs: dict[str, float]) -> None:
             progress.update(task, completed=step, loss=f"{logs['loss']:.4g}")

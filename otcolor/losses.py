@@ -7,12 +7,16 @@ from __future__ import annotations
 
 __all__ = [
     "LOSSES",
+    "ExactOT",
     "GaussianKL",
     "SlicedW2",
     "WassersteinGP",
     "build_loss",
+    "jacobian_penalty",
+    "ot_assignment",
 ]
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -152,6 +156,98 @@ def _quantiles(sorted_values: Tensor, n: int) -> Tensor:
     return torch.lerp(sorted_values[:, low], sorted_values[:, high], position - low)
 
 
+def ot_assignment(source: Tensor, target: Tensor) -> Tensor:
+    r"""Returns the exact optimal transport plan between two equal-size samples, as a permutation.
+
+    With :math:`N` points on each side and uniform weights, the network simplex of POT
+    (``ot.emd``) returns a vertex of the Birkhoff polytope, i.e. a permutation: the exact OT
+    plan. On pixel colours it is several times faster than a Hungarian-type solver (about
+    0.2 s for :math:`N = 1000` on one core), whose running time suffers from the near-ties
+    of clustered colours.
+
+    Arguments:
+        source: points, with shape :math:`(N, D)`.
+        target: points, with shape :math:`(N, D)`.
+
+    Returns:
+        :math:`\sigma`, with shape :math:`(N,)`: ``source[i]`` is sent to ``target[sigma[i]]``.
+    """
+
+    import ot  # POT is heavy to import, and only the exact-OT paths need it
+
+    a = source.detach().cpu().double().numpy()
+    b = target.detach().cpu().double().numpy()
+    n = a.shape[0]
+    if b.shape[0] != n:
+        raise ValueError(f"ot_assignment needs equal sizes, got {n} and {b.shape[0]}")
+    weights = np.full(n, 1.0 / n)
+    plan = ot.emd(weights, weights, ot.dist(a, b), numItermax=100 * n * n)  # (N, N)
+    return torch.from_numpy(plan.argmax(1)).to(source.device)
+
+
+class ExactOT(nn.Module):
+    r"""Creates the minibatch exact OT loss: :math:`W_2^2` between the two batches.
+
+    .. math::
+        \ell = \frac1N \sum_{i=1}^N \|\hat y_i - y_{\sigma(i)}\|^2, \quad
+        \sigma = \arg\min_\sigma \sum_i \|\hat y_i - y_{\sigma(i)}\|^2
+
+    with :math:`\sigma` from :func:`ot_assignment` (no gradient through it, by the envelope
+    theorem the gradient of :math:`W_2^2` is the gradient at the optimal plan). Batches of
+    different sizes use their first :math:`\min(N, M)` points.
+
+    References:
+        | Learning with minibatch Wasserstein: asymptotic and gradient properties
+        | Fatras, Zine, Flamary, Gribonval and Courty, AISTATS 2020
+    """
+
+    def forward(self, mapped: Tensor, target: Tensor) -> Tensor:
+        r"""
+        Arguments:
+            mapped: :math:`T(x)`, with shape :math:`(N, D)`.
+            target: :math:`y`, with shape :math:`(M, D)`.
+
+        Returns:
+            The minibatch :math:`W_2^2`, a scalar.
+        """
+
+        n = min(mapped.shape[0], target.shape[0])
+        mapped, target = mapped[:n], target[:n]
+        sigma = ot_assignment(mapped, target)
+        return (mapped - target[sigma]).square().sum(-1).mean()
+
+
+def jacobian_penalty(model: nn.Module, x: Tensor, power: float = 3.0) -> Tensor:
+    r"""Returns the power mean of the squared Frobenius norms of the map's Jacobians.
+
+    .. math::
+        R = \Big(\frac1N \sum_i \|J_T(x_i)\|_F^{2p}\Big)^{1/p}
+
+    With :math:`p > 1` the mean leans towards the largest Jacobians, which are where a colour
+    map amplifies small differences (noise, JPEG blocks) into speckle or banding; :math:`p = 1`
+    penalises the average stretch, which costs much more closeness for the same smoothness.
+
+    Arguments:
+        model: the map, :math:`(N, D) \to (N, D)`; its ``jacobian(x)`` method is used when it
+            has one (see :meth:`otcolor.models.GradientMap.jacobian`).
+        x: points, with shape :math:`(N, D)`.
+        power: :math:`p \geq 1`.
+    """
+
+    if hasattr(model, "jacobian"):
+        jacobian = model.jacobian(x)  # (N, D, D), closed form where the model has one
+    else:
+        x = x.detach().requires_grad_(True)
+        mapped = model(x)
+        rows = [
+            torch.autograd.grad(mapped[:, k].sum(), x, create_graph=True)[0]
+            for k in range(mapped.shape[1])
+        ]
+        jacobian = torch.stack(rows, 1)
+    frobenius = jacobian.square().sum((1, 2))  # (N,)
+    return frobenius.pow(power).mean().pow(1 / power)
+
+
 class Critic(nn.Module):
     r"""Creates the WGAN critic: a 3-layer MLP, hidden width 64, leaky ReLU.
 
@@ -265,12 +361,16 @@ def _kl(features: int, generator: torch.Generator | None = None, **kwargs: objec
     return GaussianKL(**kwargs)
 
 
+def _ot(features: int, generator: torch.Generator | None = None, **kwargs: object) -> ExactOT:
+    return ExactOT(**kwargs)
+
+
 def _wgan(features: int, generator: torch.Generator | None = None, **kwargs: object) -> WassersteinGP:
     return WassersteinGP(features, generator=generator, **kwargs)
 
 
 #: Loss builders by name, each called as ``LOSSES[name](features, generator=..., **kwargs)``.
-LOSSES = {"sliced": _sliced, "kl": _kl, "wgan": _wgan}
+LOSSES = {"ot": _ot, "sliced": _sliced, "kl": _kl, "wgan": _wgan}
 
 
 def build_loss(

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .nn import CONVEX_ACTIVATIONS, PositiveLinear, PSDLinear
+from .nn import CONVEX_ACTIVATIONS, DERIVATIVES, PositiveLinear, PSDLinear
 from .nn import activation as get_activation
 
 
@@ -61,6 +61,22 @@ class GradientMap(nn.Module):
 
     def _shrink_nonlinear(self, factor: float) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def jacobian(self, x: Tensor) -> Tensor:
+        r"""Returns the Jacobians :math:`J_T(x_i)`, :math:`(N, D) \to (N, D, D)`, differentiable.
+
+        By autograd here (one backward pass per output); subclasses with a closed form override it.
+        """
+
+        with torch.enable_grad():
+            if not x.requires_grad:
+                x = x.detach().requires_grad_(True)
+            mapped = self(x)
+            rows = [
+                torch.autograd.grad(mapped[:, k].sum(), x, create_graph=True)[0]
+                for k in range(mapped.shape[1])
+            ]
+        return torch.stack(rows, 1)
 
     def nonlinear_jacobian(self, point: Tensor) -> Tensor:
         r"""Returns the Jacobian of the nonlinear part at ``point`` :math:`(D,)`, shape :math:`(D, D)`."""
@@ -131,6 +147,8 @@ class CMGN(GradientMap):
         hidden_features: the width :math:`H`.
         layers: the number of activations :math:`L \geq 1`.
         activation: the name of a non-decreasing activation (see :data:`otcolor.nn.ACTIVATIONS`).
+        steepness: :math:`\beta > 0` in :math:`\sigma(\beta z)`; steeper activations let a
+            narrow width bend the map sharply where the data need it.
     """
 
     def __init__(
@@ -139,18 +157,28 @@ class CMGN(GradientMap):
         hidden_features: int = 64,
         layers: int = 3,
         activation: str = "softplus",
+        steepness: float = 1.0,
     ) -> None:
         super().__init__(features)
         if layers < 1:
             raise ValueError("a C-MGN needs at least one layer")
+        if not steepness > 0:
+            raise ValueError("the steepness must be positive (the activation must not decrease)")
         self.hidden_features = hidden_features
         self.layers = layers
         self.activation = activation
-        self.sigma = get_activation(activation)
+        self.steepness = steepness
+        self._sigma = get_activation(activation)
+        self._derivative = DERIVATIVES[activation]
         self.W = nn.Parameter(torch.randn(hidden_features, features) / features**0.5)
         self.b = nn.Parameter(0.1 * torch.randn(layers, hidden_features))
         self.linear = PSDLinear(features)
         self.bias = nn.Parameter(torch.zeros(features))
+
+    def sigma(self, z: Tensor) -> Tensor:
+        r"""The activation :math:`\sigma(\beta z)`, elementwise."""
+
+        return self._sigma(self.steepness * z)
 
     def nonlinear(self, x: Tensor) -> Tensor:
         wx = x @ self.W.mT  # (N, H), shared by every layer
@@ -159,13 +187,40 @@ class CMGN(GradientMap):
             z = wx + self.sigma(z) + self.b[layer]
         return self.sigma(z) @ self.W
 
+    def jacobian(self, x: Tensor) -> Tensor:
+        r"""Returns :math:`J_T(x) = W^\top \operatorname{diag}(d(x)) W + V^\top V` in closed form.
+
+        With :math:`\partial z_\ell / \partial x = c_\ell \odot W` (rows scaled),
+        :math:`c_0 = 1`, :math:`c_\ell = 1 + \sigma'(z_{\ell-1}) c_{\ell-1}`, and
+        :math:`d = \sigma'(z_{L-1}) c_{L-1}`: no backward pass, so penalties on the Jacobian
+        cost one forward pass more instead of :math:`D` backward ones.
+
+        Arguments:
+            x: points, with shape :math:`(N, D)`.
+
+        Returns:
+            The Jacobians, with shape :math:`(N, D, D)`.
+        """
+
+        wx = x @ self.W.mT  # (N, H)
+        z = wx + self.b[0]
+        scale = torch.ones_like(z)
+        for layer in range(1, self.layers):
+            scale = 1 + self._slope(z) * scale
+            z = wx + self.sigma(z) + self.b[layer]
+        d = self._slope(z) * scale  # (N, H), >= 0
+        return torch.einsum("hi,nh,hj->nij", self.W, d, self.W) + self.linear.matrix()
+
+    def _slope(self, z: Tensor) -> Tensor:
+        return self.steepness * self._derivative(self.steepness * z)
+
     def _shrink_nonlinear(self, factor: float) -> None:
         self.W.mul_(factor)
 
     def extra_repr(self) -> str:
         return (
             f"features={self.features}, hidden_features={self.hidden_features}, "
-            f"layers={self.layers}, activation={self.activation!r}"
+            f"layers={self.layers}, activation={self.activation!r}, steepness={self.steepness}"
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "ACTIVATIONS",
+    "DERIVATIVES",
     "PSDLinear",
     "PositiveLinear",
     "activation",
@@ -25,6 +26,16 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "tanh": torch.tanh,
     "relu": F.relu,
     "elu": F.elu,
+}
+
+#: The derivatives of :data:`ACTIVATIONS`, in closed form (differentiable themselves, so a
+#: penalty on a closed-form Jacobian can be trained).
+DERIVATIVES: dict[str, Callable[[Tensor], Tensor]] = {
+    "softplus": torch.sigmoid,
+    "sigmoid": lambda z: torch.sigmoid(z) * (1 - torch.sigmoid(z)),
+    "tanh": lambda z: 1 - torch.tanh(z).square(),
+    "relu": lambda z: (z > 0).to(z.dtype),
+    "elu": lambda z: torch.where(z > 0, torch.ones_like(z), torch.exp(z.clamp(max=0))),
 }
 
 #: Activations that are convex and non-decreasing, as an ICNN hidden layer requires.

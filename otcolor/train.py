@@ -4,7 +4,9 @@ from __future__ import annotations
 
 __all__ = [
     "FitConfig",
+    "RegressionConfig",
     "fit",
+    "fit_regression",
     "resolve_device",
 ]
 
@@ -17,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import TrainingError, UsageError
+from .losses import jacobian_penalty
 
 Callback = Callable[[int, dict[str, float]], None]
 
@@ -38,6 +41,8 @@ class FitConfig:
     lr_final: float = 0.05  # final learning rate, as a fraction of lr
     warmup: float = 0.1  # fraction of the steps over which the learning rate ramps up linearly
     transport_cost: float = 0.0  # weight of E|T(x) - x|^2, which favours the cheapest map
+    smoothness: float = 0.0  # weight of otcolor.losses.jacobian_penalty (0: off)
+    penalty_power: float = 3.0  # its power mean: > 1 leans on the steepest places
     grad_clip: float | None = 10.0  # max gradient norm, None for no clipping
     seed: int = 0  # seeds batch sampling (and the loss's directions when it draws any)
 
@@ -80,7 +85,8 @@ def fit(
     r"""Trains ``model`` so that ``model(source)`` is distributed like ``target``.
 
     Each step draws ``batch_size`` source and target samples (with replacement), minimises
-    ``loss(model(x), y) + transport_cost * mean |model(x) - x|^2`` with Adam, and reports
+    ``loss(model(x), y) + transport_cost * mean |model(x) - x|^2 + smoothness * R(x)`` (``R`` the
+    :func:`~otcolor.losses.jacobian_penalty`) with Adam, and reports
     ``callback(step, {"loss": ..., "lr": ...})``. A non-finite loss restores the last good
     parameters and retries at half the learning rate; a second one raises.
 
@@ -122,6 +128,8 @@ def fit(
         value = loss(mapped, y)
         if config.transport_cost:
             value = value + config.transport_cost * (mapped - x).square().sum(-1).mean()
+        if config.smoothness:
+            value = value + config.smoothness * jacobian_penalty(model, x, config.penalty_power)
 
         if not torch.isfinite(value):
             if retried:
@@ -151,6 +159,100 @@ def fit(
             callback(step, logs)
 
     model.eval()
+    return history
+
+
+@dataclass
+class RegressionConfig:
+    r"""How :func:`fit_regression` trains: full-batch L-BFGS with a strong Wolfe line search.
+
+    Regression onto fixed targets is smooth and deterministic, the setting where a quasi-Newton
+    method beats Adam by an order of magnitude in steps: 200 iterations on 4000 pairs converge
+    where Adam needs thousands of minibatch steps.
+    """
+
+    steps: int = 200  # L-BFGS iterations
+    smoothness: float = 0.0  # weight of otcolor.losses.jacobian_penalty (0: off)
+    penalty_power: float = 3.0  # its power mean: > 1 leans on the steepest places
+    history_size: int = 20  # L-BFGS memory
+
+
+def fit_regression(
+    model: nn.Module,
+    inputs: Tensor,
+    targets: Tensor,
+    config: RegressionConfig | None = None,
+    callback: Callback | None = None,
+) -> dict[str, list[float]]:
+    r"""Fits ``model(inputs) ≈ targets`` in least squares, plus a smoothness penalty.
+
+    Minimises :math:`\frac1N \sum_i \|T(x_i) - t_i\|^2 + \lambda R(x)` with
+    :math:`R` the :func:`~otcolor.losses.jacobian_penalty`, by full-batch L-BFGS, one iteration
+    per step. Used to distil an optimal transport plan (``targets[i]`` the point ``inputs[i]`` is
+    sent to) into a monotone map: the least-squares fit of a plan by a gradient of a convex
+    function is the natural estimate of its Brenier map.
+
+    Arguments:
+        model: the map, :math:`(N, D) \to (N, D)`.
+        inputs: :math:`x`, with shape :math:`(N, D)`.
+        targets: :math:`t`, with shape :math:`(N, D)`.
+        config: the training settings.
+        callback: called after every iteration with the step (from 1) and its logs.
+
+    Returns:
+        The logs, ``{"loss": [...], "mse": [...]}``, one entry per iteration.
+
+    Raises:
+        TrainingError: if the objective becomes non-finite.
+    """
+
+    config = config or RegressionConfig()
+    params = [p for p in model.parameters() if p.requires_grad]
+    # One step() call running every iteration: separate calls per iteration would each start
+    # with an extra evaluation of the objective.
+    optimizer = torch.optim.LBFGS(
+        params,
+        lr=1.0,
+        max_iter=config.steps,
+        max_eval=config.steps * 5 // 4 + 1,
+        history_size=config.history_size,
+        line_search_fn="strong_wolfe",
+    )
+    history: dict[str, list[float]] = {"loss": [], "mse": []}
+    state = optimizer.state[params[0]]  # L-BFGS keeps its iteration count here
+    latest: dict[str, float] = {}
+
+    def report(upto: int) -> None:
+        while len(history["loss"]) < upto:
+            history["loss"].append(latest["loss"])
+            history["mse"].append(latest["mse"])
+            if callback is not None:
+                callback(len(history["loss"]), dict(latest))
+
+    def closure() -> Tensor:
+        # Each iteration starts with an evaluation at the point the previous line search chose:
+        # the moment to report the iterations completed so far.
+        if latest:
+            report(state.get("n_iter", 0))
+        optimizer.zero_grad(set_to_none=True)
+        mse = (model(inputs) - targets).square().sum(-1).mean()
+        value = mse
+        if config.smoothness:
+            value = value + config.smoothness * jacobian_penalty(
+                model, inputs, config.penalty_power
+            )
+        if not torch.isfinite(value):
+            raise TrainingError("the regression diverged (non-finite loss)", "try --smoothness 0")
+        value.backward()
+        latest.update(loss=float(value.detach()), mse=float(mse.detach()))
+        return value
+
+    model.train()
+    optimizer.step(closure)
+    report(state.get("n_iter", 0))
+    model.eval()
+    if not all(torch.isfinite(p).all() for p in params):
+        raise TrainingError("the regression left non-finite parameters", "try --smoothness 0")
     return history
 
 

@@ -121,7 +121,7 @@ def test_json_is_exactly_one_object(tmp_path: Path, images: tuple[Path, Path]) -
     payload = json.loads(result.stdout)
     assert set(payload) == JSON_KEYS
     assert payload["output"] == str(output) and payload["seed"] == 3 and payload["steps"] == 5
-    assert (payload["model"], payload["loss"], payload["device"]) == ("cmgn", "sliced", "cpu")
+    assert (payload["model"], payload["loss"], payload["device"]) == ("cmgn", "ot", "cpu")
     assert isinstance(payload["metrics"], dict) and isinstance(payload["warnings"], list)
     assert set(payload["versions"]) == {"otcolor", "torch", "pillow"}
     assert Image.open(output).format == "JPEG"

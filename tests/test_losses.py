@@ -66,3 +66,26 @@ def test_each_loss_decreases_when_training_a_shift(name: str) -> None:
 def test_unknown_loss() -> None:
     with pytest.raises(ValueError, match="sliced"):
         build_loss("nope", 3)
+
+
+def test_ot_assignment_recovers_a_permutation_and_is_optimal() -> None:
+    from otcolor.losses import ot_assignment
+
+    x = torch.randn(300, 3)
+    perm = torch.randperm(300)
+    assert torch.equal(ot_assignment(x, x[perm]), torch.argsort(perm))
+    y = torch.randn(300, 3) + 1
+    sigma = ot_assignment(x, y)
+    assert torch.equal(sigma.sort().values, torch.arange(300))  # each target used once
+    optimal = (x - y[sigma]).square().sum(-1).mean()
+    for _ in range(5):  # no random permutation beats it
+        assert (x - y[torch.randperm(300)]).square().sum(-1).mean() >= optimal
+
+
+def test_jacobian_penalty_of_linear_maps() -> None:
+    from otcolor.losses import jacobian_penalty
+
+    x = torch.randn(50, 3)
+    assert torch.isclose(jacobian_penalty(lambda z: 2 * z, x), torch.tensor(12.0))
+    A = torch.diag(torch.tensor([1.0, 2.0, 3.0]))
+    assert torch.isclose(jacobian_penalty(lambda z: z @ A, x, power=1.0), torch.tensor(14.0))

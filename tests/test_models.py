@@ -85,3 +85,16 @@ def test_init_linear_holds_psd_map(name: str, float64: None) -> None:
 def test_unknown_model() -> None:
     with pytest.raises(ValueError, match="cmgn"):
         build_model("nope", 3)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "softplus", "sigmoid", "elu"])
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_cmgn_closed_form_jacobian_matches_autograd(activation: str, layers: int, float64: None) -> None:
+    from otcolor.models import CMGN, GradientMap
+
+    model = CMGN(3, hidden_features=16, layers=layers, activation=activation, steepness=2.5)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    x = torch.randn(9, 3)
+    assert torch.allclose(model.jacobian(x), GradientMap.jacobian(model, x), atol=1e-7)

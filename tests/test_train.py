@@ -75,3 +75,32 @@ def test_resolve_device() -> None:
             resolve_device("cuda")
     with pytest.raises(UsageError):
         resolve_device("tpu")
+
+
+def test_fit_regression_converges_and_reports_each_iteration() -> None:
+    from otcolor.train import RegressionConfig, fit_regression
+
+    x = torch.randn(500, 2)
+    targets = x @ torch.tensor([[2.0, 0.5], [0.5, 1.0]]) + 0.3 * torch.tanh(3 * x)
+    model = build_model("cmgn", 2)
+    seen = []
+    history = fit_regression(model, x, targets, RegressionConfig(steps=40),
+                             callback=lambda step, logs: seen.append(step))
+    assert seen == list(range(1, len(history["loss"]) + 1)) and 0 < len(seen) <= 40
+    assert history["mse"][-1] < 0.01 * history["mse"][0]
+
+
+def test_fit_regression_smoothness_lowers_the_steepest_jacobians() -> None:
+    from otcolor.losses import jacobian_penalty
+    from otcolor.train import RegressionConfig, fit_regression
+
+    x = torch.rand(400, 2) * 2 - 1
+    targets = torch.sign(x) * 0.5 + 0.1 * x  # a step: needs a very steep monotone map
+    penalties = []
+    for smoothness in (0.0, 0.05):
+        torch.manual_seed(0)
+        model = build_model("cmgn", 2, activation="tanh", steepness=4.0)
+        model.init_linear(torch.eye(2), torch.zeros(2), nonlinear_scale=2.0)
+        fit_regression(model, x, targets, RegressionConfig(steps=60, smoothness=smoothness))
+        penalties.append(float(jacobian_penalty(model, x).detach()))
+    assert penalties[1] < 0.5 * penalties[0]
