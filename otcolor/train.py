@@ -175,6 +175,7 @@ class RegressionConfig:
     smoothness: float = 0.0  # weight of otcolor.losses.jacobian_penalty (0: off)
     penalty_power: float = 3.0  # its power mean: > 1 leans on the steepest places
     history_size: int = 20  # L-BFGS memory
+    penalty_points: int | None = None  # evaluate the penalty on this many of the inputs (None: all)
 
 
 def fit_regression(
@@ -219,7 +220,8 @@ def fit_regression(
         line_search_fn="strong_wolfe",
     )
     history: dict[str, list[float]] = {"loss": [], "mse": []}
-    state = optimizer.state[params[0]]  # L-BFGS keeps its iteration count here
+    state = optimizer.state[params[0]]
+    probe = inputs[: config.penalty_points]  # a fixed subset keeps the objective deterministic  # L-BFGS keeps its iteration count here
     latest: dict[str, float] = {}
 
     def report(upto: int) -> None:
@@ -239,7 +241,7 @@ def fit_regression(
         value = mse
         if config.smoothness:
             value = value + config.smoothness * jacobian_penalty(
-                model, inputs, config.penalty_power
+                model, probe, config.penalty_power
             )
         if not torch.isfinite(value):
             raise TrainingError("the regression diverged (non-finite loss)", "try --smoothness 0")
