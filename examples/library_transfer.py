@@ -16,8 +16,11 @@ import torch
 from otcolor.image import load_image, sample_pixels, save_image
 from otcolor.transfer import TransferConfig, apply_color_map, fit_color_map
 
-source_path, target_path, output_path = (sys.argv[1:4] if len(sys.argv) == 4 else
-    ("examples/ocean_day.jpg", "examples/ocean_sunset.jpg", "ocean_library.png"))
+source_path, target_path, output_path = (
+    sys.argv[1:4]
+    if len(sys.argv) == 4
+    else ("examples/ocean_day.jpg", "examples/ocean_sunset.jpg", "ocean_library.png")
+)
 
 #####################################################################
 # Sample colours. Fitting works on a fixed number of pixels, so its time does not grow with

@@ -178,7 +178,10 @@ def transfer(
         int | None,
         typer.Option(
             min=1,
-            help="Training steps [default: 150 L-BFGS iterations for ot, 600 Adam steps for the others].",
+            help=(
+                "Training steps [default: 150 L-BFGS iterations for ot, "
+                "600 Adam steps for the others]."
+            ),
             show_default=False,
             rich_help_panel="Model",
         ),

@@ -1,4 +1,4 @@
-r"""Errors with a documented exit code, so the CLI can turn any anticipated failure into one line."""
+r"""Errors with a documented exit code: the CLI turns each anticipated failure into one line."""
 
 from __future__ import annotations
 

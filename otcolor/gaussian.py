@@ -33,7 +33,9 @@ def moments(x: Tensor, eps: float = 0.0) -> tuple[Tensor, Tensor]:
     return mean, cov
 
 
-def bures_map(m0: Tensor, S0: Tensor, m1: Tensor, S1: Tensor, eps: float = 1e-8) -> tuple[Tensor, Tensor]:
+def bures_map(
+    m0: Tensor, S0: Tensor, m1: Tensor, S1: Tensor, eps: float = 1e-8
+) -> tuple[Tensor, Tensor]:
     r"""Returns the optimal transport map from :math:`\mathcal{N}(m_0, S_0)` to
     :math:`\mathcal{N}(m_1, S_1)` for the quadratic cost, as :math:`T(x) = A x + b`.
 

@@ -1,4 +1,6 @@
-r"""Losses between mapped samples :math:`T(x_i)` and target samples :math:`y_j`, called as ``loss(mapped, target)``.
+r"""Losses between mapped samples :math:`T(x_i)` and target samples :math:`y_j`.
+
+Each is called as ``loss(mapped, target)``.
 
 Each loss is an ``nn.Module`` returning a scalar; lower is better.
 """
@@ -365,7 +367,9 @@ def _ot(features: int, generator: torch.Generator | None = None, **kwargs: objec
     return ExactOT(**kwargs)
 
 
-def _wgan(features: int, generator: torch.Generator | None = None, **kwargs: object) -> WassersteinGP:
+def _wgan(
+    features: int, generator: torch.Generator | None = None, **kwargs: object
+) -> WassersteinGP:
     return WassersteinGP(features, generator=generator, **kwargs)
 
 
@@ -385,4 +389,3 @@ def build_loss(
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; choose one of {sorted(LOSSES)}")
     return LOSSES[name](features, generator=generator, **kwargs)
-

@@ -1,4 +1,4 @@
-r"""Monotone gradient maps :math:`T = \nabla\varphi` with :math:`\varphi` convex: C-MGN, M-MGN, ICNN.
+r"""Monotone gradient maps :math:`T = \nabla\varphi`, :math:`\varphi` convex: C-MGN, M-MGN, ICNN.
 
 All models share one interface: ``model(x) -> T(x)`` with shapes :math:`(N, D) \to (N, D)`,
 an affine part :math:`V^\top V x + b` that can hold any PSD linear map exactly (used to start
@@ -306,7 +306,7 @@ class ICNN(GradientMap):
         self.inputs = nn.ModuleList(nn.Linear(features, h) for h in self.hidden_features)
         self.hiddens = nn.ModuleList(
             PositiveLinear(h_in, h_out)
-            for h_in, h_out in zip(self.hidden_features[:-1], self.hidden_features[1:])
+            for h_in, h_out in zip(self.hidden_features[:-1], self.hidden_features[1:], strict=True)
         )
         self.output = PositiveLinear(self.hidden_features[-1], 1)
         self.linear = PSDLinear(features)
@@ -316,7 +316,7 @@ class ICNN(GradientMap):
         r"""Returns the convex nonlinear part of :math:`\varphi`, :math:`(N, D) \to (N,)`."""
 
         z = self.sigma(self.inputs[0](x))
-        for hidden, inputs in zip(self.hiddens, self.inputs[1:]):
+        for hidden, inputs in zip(self.hiddens, self.inputs[1:], strict=True):
             z = self.sigma(hidden(z) + inputs(x))
         return self.output(z).squeeze(-1)
 

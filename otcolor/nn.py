@@ -1,4 +1,4 @@
-r"""Constraint-carrying building blocks: PSD linear maps, non-negative weights, monotone activations."""
+r"""Building blocks that carry constraints: PSD linear maps, non-negative weights, activations."""
 
 from __future__ import annotations
 

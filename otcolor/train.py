@@ -1,4 +1,4 @@
-r"""Fitting a map to samples: ``fit(model, loss, source, target, config, callback)`` returns its logs."""
+r"""Fitting maps to samples: :func:`fit` (Adam on a loss) and :func:`fit_regression` (L-BFGS)."""
 
 from __future__ import annotations
 
@@ -65,7 +65,9 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise UsageError("--device cuda: CUDA is not available here", "use --device cpu or auto")
+            raise UsageError(
+                "--device cuda: CUDA is not available here", "use --device cpu or auto"
+            )
         return torch.device(name)
     if name == "mps":
         if not has_mps:
@@ -175,7 +177,9 @@ class RegressionConfig:
     smoothness: float = 0.0  # weight of otcolor.losses.jacobian_penalty (0: off)
     penalty_power: float = 3.0  # its power mean: > 1 leans on the steepest places
     history_size: int = 20  # L-BFGS memory
-    penalty_points: int | None = None  # evaluate the penalty on this many of the inputs (None: all)
+    penalty_points: int | None = (
+        None  # evaluate the penalty on this many of the inputs (None: all)
+    )
 
 
 def fit_regression(
@@ -221,7 +225,9 @@ def fit_regression(
     )
     history: dict[str, list[float]] = {"loss": [], "mse": []}
     state = optimizer.state[params[0]]
-    probe = inputs[: config.penalty_points]  # a fixed subset keeps the objective deterministic  # L-BFGS keeps its iteration count here
+    probe = inputs[
+        : config.penalty_points
+    ]  # a fixed subset keeps the objective deterministic  # L-BFGS keeps its iteration count here
     latest: dict[str, float] = {}
 
     def report(upto: int) -> None:

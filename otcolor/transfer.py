@@ -1,4 +1,4 @@
-r"""Colour transfer end to end: sample pixels, fit a monotone map, apply it to every pixel, save."""
+r"""Colour transfer end to end: sample pixels, fit a monotone map, apply it everywhere, save."""
 
 from __future__ import annotations
 
@@ -229,7 +229,10 @@ def fit_color_map(
         A, b = torch.eye(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
         m0 = xs.double().mean(0)
     model.init_linear(
-        A.float().to(device), b.float().to(device), center=m0.float().to(device), nonlinear_scale=2.0
+        A.float().to(device),
+        b.float().to(device),
+        center=m0.float().to(device),
+        nonlinear_scale=2.0,
     )
 
     generator = torch.Generator().manual_seed(config.seed + 1)

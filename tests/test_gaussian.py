@@ -25,7 +25,9 @@ def test_bures_map_identity_and_samples(float64: None) -> None:
     S = _spd(3)
     m = torch.randn(3)
     A, b = bures_map(m, S, m, S, eps=0.0)
-    assert torch.allclose(A, torch.eye(3), atol=1e-7) and torch.allclose(b, torch.zeros(3), atol=1e-7)
+    assert torch.allclose(A, torch.eye(3), atol=1e-7) and torch.allclose(
+        b, torch.zeros(3), atol=1e-7
+    )
     x = torch.randn(200_000, 3) @ torch.linalg.cholesky(S).mT + m
     m0, S0 = moments(x)
     A, b = bures_map(m0, S0, torch.zeros(3), torch.eye(3))
@@ -59,6 +61,8 @@ def test_kl_zero_for_equal_moments_and_closed_form(float64: None) -> None:
     # 1-D: KL(N(0, s0^2) || N(mu, s1^2)) = log(s1/s0) + (s0^2 + mu^2) / (2 s1^2) - 1/2
     s0, s1, mu = 0.7, 1.9, 0.4
     expected = torch.log(torch.tensor(s1 / s0)) + (s0**2 + mu**2) / (2 * s1**2) - 0.5
-    got = gaussian_kl(torch.zeros(1), torch.tensor([[s0**2]]), torch.tensor([mu]), torch.tensor([[s1**2]]))
+    got = gaussian_kl(
+        torch.zeros(1), torch.tensor([[s0**2]]), torch.tensor([mu]), torch.tensor([[s1**2]])
+    )
     assert torch.isclose(got, expected)
     assert gaussian_kl(m, S, m + 1, 2 * S) > 0

@@ -1,4 +1,4 @@
-r"""Tests of otcolor.losses: closed-form values, zero at a match, each loss decreases when trained."""
+r"""Tests of otcolor.losses: closed forms, zero at a match, each loss decreases when trained."""
 
 import pytest
 import torch

@@ -89,7 +89,9 @@ def test_unknown_model() -> None:
 
 @pytest.mark.parametrize("activation", ["tanh", "softplus", "sigmoid", "elu"])
 @pytest.mark.parametrize("layers", [1, 2, 3])
-def test_cmgn_closed_form_jacobian_matches_autograd(activation: str, layers: int, float64: None) -> None:
+def test_cmgn_closed_form_jacobian_matches_autograd(
+    activation: str, layers: int, float64: None
+) -> None:
     from otcolor.models import CMGN, GradientMap
 
     model = CMGN(3, hidden_features=16, layers=layers, activation=activation, steepness=2.5)

@@ -20,8 +20,14 @@ def test_fit_reduces_loss_and_calls_back() -> None:
     x, y = _problem()
     model = build_model("cmgn", 2)
     steps = []
-    history = fit(model, SlicedW2(16), x, y, FitConfig(steps=60, batch_size=512, lr=2e-2),
-                  callback=lambda step, logs: steps.append((step, logs["loss"])))
+    history = fit(
+        model,
+        SlicedW2(16),
+        x,
+        y,
+        FitConfig(steps=60, batch_size=512, lr=2e-2),
+        callback=lambda step, logs: steps.append((step, logs["loss"])),
+    )
     assert [s for s, _ in steps] == list(range(1, 61))
     assert len(history["loss"]) == 60
     assert sum(history["loss"][-10:]) < 0.5 * sum(history["loss"][:10])
@@ -34,8 +40,13 @@ def test_fit_is_deterministic_for_a_seed() -> None:
     for _ in range(2):
         torch.manual_seed(1)
         model = build_model("mmgn", 2)
-        fit(model, SlicedW2(8, generator=torch.Generator().manual_seed(2)), x, y,
-            FitConfig(steps=20, batch_size=256, seed=3))
+        fit(
+            model,
+            SlicedW2(8, generator=torch.Generator().manual_seed(2)),
+            x,
+            y,
+            FitConfig(steps=20, batch_size=256, seed=3),
+        )
         results.append(model(x[:50]).detach())
     assert torch.equal(results[0], results[1])
 
@@ -84,8 +95,13 @@ def test_fit_regression_converges_and_reports_each_iteration() -> None:
     targets = x @ torch.tensor([[2.0, 0.5], [0.5, 1.0]]) + 0.3 * torch.tanh(3 * x)
     model = build_model("cmgn", 2)
     seen = []
-    history = fit_regression(model, x, targets, RegressionConfig(steps=40),
-                             callback=lambda step, logs: seen.append(step))
+    history = fit_regression(
+        model,
+        x,
+        targets,
+        RegressionConfig(steps=40),
+        callback=lambda step, logs: seen.append(step),
+    )
     assert seen == list(range(1, len(history["loss"]) + 1)) and 0 < len(seen) <= 40
     assert history["mse"][-1] < 0.01 * history["mse"][0]
 

@@ -1,4 +1,4 @@
-r"""Tests of otcolor.transfer: identity on self-transfer, degenerate inputs, chunked apply, files."""
+r"""Tests of otcolor.transfer: self-transfer, degenerate inputs, chunked apply, files."""
 
 import numpy as np
 import pytest
@@ -51,17 +51,20 @@ def test_self_transfer_falls_back_to_the_exact_closed_form() -> None:
     assert np.abs(apply_color_map(fitted.map, img) - img).max() < 1e-5
 
 
-@pytest.mark.parametrize(("loss", "steps"), [("ot", 30), ("sliced", 60), ("kl", 60), ("wgan", 150)])
+@pytest.mark.parametrize(
+    ("loss", "steps"), [("ot", 30), ("sliced", 60), ("kl", 60), ("wgan", 150)]
+)
 def test_every_loss_moves_the_identity_towards_the_target(loss: str, steps: int) -> None:
     src, tgt = _photo(0), _photo(1)[..., ::-1].copy()
-    config = TransferConfig(
-        loss=loss, init="identity", fallback=False, **{**FAST, "steps": steps}
-    )
+    config = TransferConfig(loss=loss, init="identity", fallback=False, **{**FAST, "steps": steps})
     fitted = fit_color_map(src.reshape(-1, 3), tgt.reshape(-1, 3), config)
     assert len(fitted.history["loss"]) == steps and np.isfinite(fitted.history["loss"]).all()
     out = apply_color_map(fitted.map, src).reshape(-1, 3)
     y = tgt.reshape(-1, 3)
-    assert np.abs(out.mean(0) - y.mean(0)).max() < np.abs(src.reshape(-1, 3).mean(0) - y.mean(0)).max()
+    assert (
+        np.abs(out.mean(0) - y.mean(0)).max()
+        < np.abs(src.reshape(-1, 3).mean(0) - y.mean(0)).max()
+    )
 
 
 @pytest.mark.parametrize("init", ["gaussian", "identity"])
@@ -116,7 +119,9 @@ def test_transfer_files_end_to_end(tmp_path) -> None:
     Image.fromarray(np.round(_photo(1) * 255).astype(np.uint8)).save(tgt, quality=95)
     before = src.read_bytes(), tgt.read_bytes()
     steps = []
-    result = transfer(src, tgt, out, TransferConfig(**FAST), callback=lambda s, logs: steps.append(s))
+    result = transfer(
+        src, tgt, out, TransferConfig(**FAST), callback=lambda s, logs: steps.append(s)
+    )
     assert (src.read_bytes(), tgt.read_bytes()) == before
     assert steps == list(range(1, FAST["steps"] + 1)) and result.steps == FAST["steps"]
     assert Image.open(out).size == (64, 48)
