@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from .gaussian import gaussian_kl, moments
+from .nn import autograd_jacobian
 
 
 class GaussianKL(nn.Module):
@@ -236,16 +237,8 @@ def jacobian_penalty(model: nn.Module, x: Tensor, power: float = 3.0) -> Tensor:
         power: :math:`p \geq 1`.
     """
 
-    if hasattr(model, "jacobian"):
-        jacobian = model.jacobian(x)  # (N, D, D), closed form where the model has one
-    else:
-        x = x.detach().requires_grad_(True)
-        mapped = model(x)
-        rows = [
-            torch.autograd.grad(mapped[:, k].sum(), x, create_graph=True)[0]
-            for k in range(mapped.shape[1])
-        ]
-        jacobian = torch.stack(rows, 1)
+    # Closed form where the model has one (C-MGN), autograd otherwise.
+    jacobian = model.jacobian(x) if hasattr(model, "jacobian") else autograd_jacobian(model, x)
     frobenius = jacobian.square().sum((1, 2))  # (N,)
     return frobenius.pow(power).mean().pow(1 / power)
 

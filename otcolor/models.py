@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .nn import CONVEX_ACTIVATIONS, DERIVATIVES, PositiveLinear, PSDLinear
+from .nn import CONVEX_ACTIVATIONS, DERIVATIVES, PositiveLinear, PSDLinear, autograd_jacobian
 from .nn import activation as get_activation
 
 
@@ -68,15 +68,7 @@ class GradientMap(nn.Module):
         By autograd here (one backward pass per output); subclasses with a closed form override it.
         """
 
-        with torch.enable_grad():
-            if not x.requires_grad:
-                x = x.detach().requires_grad_(True)
-            mapped = self(x)
-            rows = [
-                torch.autograd.grad(mapped[:, k].sum(), x, create_graph=True)[0]
-                for k in range(mapped.shape[1])
-            ]
-        return torch.stack(rows, 1)
+        return autograd_jacobian(self, x)
 
     def nonlinear_jacobian(self, point: Tensor) -> Tensor:
         r"""Returns the Jacobian of the nonlinear part at ``point`` :math:`(D,)`, shape :math:`(D, D)`."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "ACTIVATIONS",
     "DERIVATIVES",
+    "autograd_jacobian",
     "PSDLinear",
     "PositiveLinear",
     "activation",
@@ -52,6 +53,28 @@ def activation(name: str) -> Callable[[Tensor], Tensor]:
     if name not in ACTIVATIONS:
         raise ValueError(f"unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}")
     return ACTIVATIONS[name]
+
+
+def autograd_jacobian(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+    r"""Returns the Jacobians of a pointwise map at each point, differentiable (``create_graph``).
+
+    Arguments:
+        fn: a map acting row by row, :math:`(N, D) \to (N, E)`.
+        x: points, with shape :math:`(N, D)`.
+
+    Returns:
+        :math:`J_{fn}(x_i)`, with shape :math:`(N, E, D)`: one backward pass per output.
+    """
+
+    with torch.enable_grad():
+        if not x.requires_grad:
+            x = x.detach().requires_grad_(True)
+        out = fn(x)
+        rows = [
+            torch.autograd.grad(out[:, k].sum(), x, create_graph=True)[0]
+            for k in range(out.shape[1])
+        ]
+    return torch.stack(rows, 1)
 
 
 def sqrtm_psd(matrix: Tensor) -> Tensor:
