@@ -179,8 +179,8 @@ def transfer(
         typer.Option(
             min=1,
             help=(
-                "Training steps [default: 150 L-BFGS iterations for ot, "
-                "600 Adam steps for the others]."
+                "Training steps (default: 150 L-BFGS iterations for ot, "
+                "600 Adam steps for the others)."
             ),
             show_default=False,
             rich_help_panel="Model",
