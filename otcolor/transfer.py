@@ -221,13 +221,13 @@ def fit_color_map(
     xs, ys = (x - center) / scale, (y - center) / scale
 
     model = build_model(config.model, 3, **COLOR_MODELS[config.model]).to(device)
+    # Closed forms in float64 on the CPU: MPS has no float64, and 3x3 algebra is free anyway.
+    m0, S0 = moments(xs.cpu().double())
     if config.init == "gaussian":
-        m0, S0 = moments(xs.double())
-        m1, S1 = moments(ys.double())
+        m1, S1 = moments(ys.cpu().double())
         A, b = bures_map(m0, S0, m1, S1, eps=1e-6)
     else:
         A, b = torch.eye(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
-        m0 = xs.double().mean(0)
     model.init_linear(
         A.float().to(device),
         b.float().to(device),

@@ -120,3 +120,17 @@ def test_fit_regression_smoothness_lowers_the_steepest_jacobians() -> None:
         fit_regression(model, x, targets, RegressionConfig(steps=60, smoothness=smoothness))
         penalties.append(float(jacobian_penalty(model, x).detach()))
     assert penalties[1] < 0.5 * penalties[0]
+
+
+def test_transport_cost_keeps_the_map_near_the_identity() -> None:
+    x, y = _problem()
+    moved = []
+    for weight in (0.0, 100.0):
+        torch.manual_seed(0)
+        model = build_model("cmgn", 2)
+        model.init_linear(torch.eye(2), torch.zeros(2))
+        fit(model, SlicedW2(16), x, y,
+            FitConfig(steps=80, batch_size=512, lr=2e-2, transport_cost=weight))
+        with torch.no_grad():
+            moved.append(float((model(x) - x).square().sum(-1).mean()))
+    assert moved[1] < 0.1 * moved[0]
