@@ -179,7 +179,7 @@ def transfer(
         typer.Option(
             min=1,
             help=(
-                "Training steps (default: 150 L-BFGS iterations for ot, "
+                "Training steps (default: 200 L-BFGS iterations for ot, "
                 "600 Adam steps for the others)."
             ),
             show_default=False,

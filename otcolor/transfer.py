@@ -44,7 +44,7 @@ COLOR_MODELS: dict[str, dict[str, object]] = {
 #: Per-loss training defaults. ``ot`` counts L-BFGS iterations, the others Adam steps; the
 #: adversarial loss needs smaller steps than the others.
 LOSS_SETTINGS: dict[str, dict[str, float]] = {
-    "ot": {"steps": 150},
+    "ot": {"steps": 200},
     "sliced": {"steps": 600, "lr": 5e-2},
     "kl": {"steps": 600, "lr": 1e-2},
     "wgan": {"steps": 600, "lr": 1e-3},
