@@ -100,7 +100,7 @@ class _Group(TyperGroup):
                 raise
             text = " ".join(str(err).split())
             _print_error(
-                f"internal error: {type(err).__name__}: {text} (rerun with --debug and report it)"
+                f"internal error: {type(err).__name__}: {text} (rerun as 'otcolor --debug ...' and report it)"
             )
             raise typer.Exit(1) from None
 

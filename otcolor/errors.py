@@ -58,7 +58,7 @@ class TrainingError(OtcolorError):
 #: Exit codes of the ``otcolor`` command, documented in ``--help`` and the README.
 EXIT_CODES: dict[int, str] = {
     0: "success (warnings allowed)",
-    1: "unexpected internal error (a bug: rerun with --debug and report it)",
+    1: "unexpected internal error (a bug: rerun as 'otcolor --debug ...' and report it)",
     2: "usage error (bad option, bad path combination, output exists without --force)",
     3: "an input image is unreadable, corrupt, unsupported or too large",
     4: "the output cannot be written",

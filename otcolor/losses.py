@@ -116,6 +116,16 @@ class SlicedW2(nn.Module):
         theta = torch.randn(features, count, generator=self.generator, dtype=like.dtype)
         return (theta / theta.norm(dim=0, keepdim=True)).to(like.device)  # (D, count)
 
+    def evaluate(self, mapped: Tensor) -> Tensor:
+        r"""Returns the loss over *every* direction of the bank: deterministic, for comparisons.
+
+        Needs a ``reference``. ``mapped`` has shape :math:`(N, D)`; returns a scalar.
+        """
+
+        if self.bank is None:
+            raise ValueError("SlicedW2.evaluate needs a reference")
+        return self._matched(mapped, self.bank, _quantiles(self.bank_quantiles, mapped.shape[0]))
+
     def forward(self, mapped: Tensor, target: Tensor | None = None) -> Tensor:
         r"""
         Arguments:
@@ -138,6 +148,10 @@ class SlicedW2(nn.Module):
             ).to(mapped.device)
             theta = self.bank[:, pick]
             quantiles = _quantiles(self.bank_quantiles[pick], n)  # (P, N)
+        return self._matched(mapped, theta, quantiles)
+
+    @staticmethod
+    def _matched(mapped: Tensor, theta: Tensor, quantiles: Tensor) -> Tensor:
         projected = (mapped @ theta).mT  # (P, N)
         order = projected.detach().argsort(dim=-1)
         # Scattering the quantiles back to the points' own positions avoids differentiating

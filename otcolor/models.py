@@ -73,10 +73,7 @@ class GradientMap(nn.Module):
     def nonlinear_jacobian(self, point: Tensor) -> Tensor:
         r"""Returns the Jacobian of the nonlinear part at ``point`` :math:`(D,)`, shape :math:`(D, D)`."""
 
-        with torch.enable_grad():
-            return torch.autograd.functional.jacobian(
-                lambda p: self.nonlinear(p.unsqueeze(0))[0], point.detach()
-            )
+        return autograd_jacobian(self.nonlinear, point.detach().unsqueeze(0))[0].detach()
 
     def init_linear(
         self,
@@ -91,10 +88,10 @@ class GradientMap(nn.Module):
         them) until its Jacobian at ``center`` is at most ``nonlinear_scale`` times the norm of
         :math:`A`; then :math:`V^\top V` takes :math:`A` minus that Jacobian (projected onto the
         PSD cone) and the bias takes :math:`s` minus the nonlinear part's value at ``center``. So
-        the map equals :math:`A x + s` at ``center``, with Jacobian :math:`A` there (whenever
-        :math:`A` is not near-singular), and stays within :math:`O(\text{nonlinear\_scale})` of
-        it nearby. With ``nonlinear_scale=0`` the nonlinear part is silenced as far as the
-        architecture allows.
+        the map equals :math:`A x + s` at ``center``; its Jacobian there is :math:`A` exactly when
+        :math:`A` minus the nonlinear Jacobian is PSD (always for a small ``nonlinear_scale``;
+        a large one, which trains better, gives up exactness of the slope). With
+        ``nonlinear_scale=0`` the nonlinear part is silenced as far as the architecture allows.
 
         Arguments:
             matrix: :math:`A`, with shape :math:`(D, D)`.
@@ -109,10 +106,10 @@ class GradientMap(nn.Module):
         budget = nonlinear_scale * torch.linalg.matrix_norm(matrix, ord=2)
         with torch.no_grad():
             for _ in range(60):
-                jac = self.nonlinear_jacobian(center)
-                if torch.linalg.matrix_norm(jac, ord=2) <= budget:
+                if torch.linalg.matrix_norm(self.nonlinear_jacobian(center), ord=2) <= budget:
                     break
                 self._shrink_nonlinear(0.5)
+            jac = self.nonlinear_jacobian(center)
             self.linear.set_matrix(matrix - jac)
             value = self.nonlinear(center.unsqueeze(0))[0]
             self.bias.copy_(shift.to(self.bias) - value + jac @ center)

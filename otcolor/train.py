@@ -167,7 +167,7 @@ def fit(
 
 @dataclass
 class RegressionConfig:
-    r"""How :func:`fit_regression` trains: full-batch L-BFGS with a strong Wolfe line search.
+    r"""How :func:`fit_regression` trains: full-batch L-BFGS with a backtracking line search.
 
     Regression onto fixed targets is smooth and deterministic, the setting where a quasi-Newton
     method beats Adam by an order of magnitude in steps: 200 iterations on 4000 pairs converge
@@ -289,7 +289,7 @@ def _lbfgs(
         if steps_s:
             s, y = steps_s[-1], steps_y[-1]
             direction = direction * ((s @ y) / (y @ y))
-        else:  # first step: a unit move in the largest coordinate, as torch.optim.LBFGS does
+        else:  # first step: L1 length at most 1, as torch.optim.LBFGS does
             direction = direction * min(1.0, 1.0 / float(grad.abs().sum()))
         for (s, y), alpha in zip(zip(steps_s, steps_y, strict=True), reversed(alphas), strict=True):
             beta = (y @ direction) / (y @ s)

@@ -220,20 +220,21 @@ def fit_color_map(
     scale = float(x.std(0).mean().clamp(min=FLAT))
     xs, ys = (x - center) / scale, (y - center) / scale
 
-    model = build_model(config.model, 3, **COLOR_MODELS[config.model]).to(device)
-    # Closed forms in float64 on the CPU: MPS has no float64, and 3x3 algebra is free anyway.
+    # Closed forms and initialisation on the CPU, float64 for the 3x3 algebra: MPS has no
+    # float64 and lacks some linear algebra (eigh), and none of this is worth a device anyway.
+    model = build_model(config.model, 3, **COLOR_MODELS[config.model])
     m0, S0 = moments(xs.cpu().double())
     if config.init == "gaussian":
         m1, S1 = moments(ys.cpu().double())
-        A, b = bures_map(m0, S0, m1, S1, eps=1e-6)
+        # A regulariser relative to the spread: a grey or near-grey source has (almost) no
+        # variance across the grey axis, and an absolute eps would stretch it a thousandfold.
+        # Added to both covariances, so that equal inputs still give exactly the identity.
+        eps = 1e-3 * float(torch.trace(S0)) / 3 + 1e-9
+        A, b = bures_map(m0, S0, m1, S1 + eps * torch.eye(3, dtype=S1.dtype), eps=eps)
     else:
         A, b = torch.eye(3, dtype=torch.float64), torch.zeros(3, dtype=torch.float64)
-    model.init_linear(
-        A.float().to(device),
-        b.float().to(device),
-        center=m0.float().to(device),
-        nonlinear_scale=2.0,
-    )
+    model.init_linear(A.float(), b.float(), center=m0.float(), nonlinear_scale=2.0)
+    model = model.to(device)
 
     generator = torch.Generator().manual_seed(config.seed + 1)
     smoothness = config.smoothness * SMOOTHNESS_UNIT
@@ -263,17 +264,12 @@ def fit_color_map(
     # evaluation (128 directions, 16384 pixels of each) and keep the better.
     gaussian = AffineMap(A.float().to(device), b.float().to(device))
     judge = SlicedW2(
-        projections=128,
-        generator=torch.Generator().manual_seed(0),
-        reference=ys[:16384],
-        directions=128,
+        generator=torch.Generator().manual_seed(0), reference=ys[:16384], directions=128
     )
     probe = xs[:16384]
     with torch.no_grad():
-        judge.generator.manual_seed(0)
-        learned_score = float(judge(model(probe)))
-        judge.generator.manual_seed(0)
-        gaussian_score = float(judge(gaussian(probe)))
+        learned_score = float(judge.evaluate(model(probe)))
+        gaussian_score = float(judge.evaluate(gaussian(probe)))
     chosen: nn.Module = model
     if config.fallback and not learned_score <= gaussian_score:
         warnings.append(
@@ -387,14 +383,19 @@ def transfer(
         output, mapped, alpha=source_image.alpha, like=source_image, quality=config.quality
     )
 
-    quality_rng = np.random.default_rng(config.seed)
     mapped_samples = mapped.reshape(-1, 3)
     if source_image.alpha is not None:
         mapped_samples = mapped_samples[source_image.alpha.reshape(-1) > 0]
-    # A quick summary, not the benchmark: 64 directions on 16384 pixels take ~0.1 s.
+
+    def summary_sw2(a: np.ndarray) -> float:
+        # A quick summary, not the benchmark: 64 directions on 16384 pixels take ~0.1 s; the
+        # same seed for before and after, so both use the same directions.
+        rng = np.random.default_rng(config.seed)
+        return sliced_w2(a, y, rng, n_projections=64, n=16384)
+
     metrics = {
-        "sliced_w2": sliced_w2(mapped_samples, y, quality_rng, n_projections=64, n=16384),
-        "sliced_w2_before": sliced_w2(x, y, quality_rng, n_projections=64, n=16384),
+        "sliced_w2": summary_sw2(mapped_samples),
+        "sliced_w2_before": summary_sw2(x),
         "rms_displacement": float(np.sqrt(np.mean(np.sum((mapped - source_image.rgb) ** 2, -1)))),
     }
     losses = fitted.history["loss"]

@@ -305,7 +305,7 @@ def test_exceptions_become_one_line(
     (line,) = error_lines(result.stderr)
     assert line.startswith(phrase)
     if code == 1:
-        assert line.endswith("(rerun with --debug and report it)")
+        assert line.endswith("(rerun as 'otcolor --debug ...' and report it)")
     assert "Traceback" not in result.output
 
 

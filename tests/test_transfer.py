@@ -136,3 +136,14 @@ def test_config_validation() -> None:
         TransferConfig(steps=0)
     with pytest.raises(UsageError):
         TransferConfig(smoothness=-1)
+
+
+def test_grey_source_keeps_the_learned_map() -> None:
+    # A grey source has no spread across the grey axis: the Gaussian start must not blow up
+    # there (it did with an absolute regulariser, and the learned map then always lost).
+    img = _photo(0)
+    grey = np.repeat(img.mean(-1, keepdims=True), 3, -1)
+    fitted = fit_color_map(grey.reshape(-1, 3), _photo(1).reshape(-1, 3), TransferConfig(**FAST))
+    assert not fitted.warnings
+    out = apply_color_map(fitted.map, grey)
+    assert np.isfinite(out).all() and out.std() > 0.05
