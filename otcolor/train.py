@@ -178,9 +178,7 @@ class RegressionConfig:
     smoothness: float = 0.0  # weight of otcolor.losses.jacobian_penalty (0: off)
     penalty_power: float = 3.0  # its power mean: > 1 leans on the steepest places
     history_size: int = 20  # L-BFGS memory
-    penalty_points: int | None = (
-        None  # evaluate the penalty on this many of the inputs (None: all)
-    )
+    penalty_points: int | None = None  # penalty on this many of the inputs (None: all)
 
 
 def fit_regression(
@@ -236,11 +234,12 @@ def fit_regression(
         grad = torch.cat([p.grad.reshape(-1) for p in params])
         return value.detach(), grad
 
-    def report(step: int, accepted: dict[str, float]) -> None:
-        history["loss"].append(accepted["loss"])
-        history["mse"].append(accepted["mse"])
+    def report(step: int) -> None:
+        # The last evaluation is the one at the point the line search accepted.
+        history["loss"].append(latest["loss"])
+        history["mse"].append(latest["mse"])
         if callback is not None:
-            callback(step, dict(accepted))
+            callback(step, dict(latest))
 
     model.train()
     theta = _lbfgs(
@@ -248,7 +247,7 @@ def fit_regression(
         parameters_to_vector(params).detach(),
         config.steps,
         config.history_size,
-        lambda step: report(step, latest),
+        report,
     )
     with torch.no_grad():
         vector_to_parameters(theta, params)

@@ -384,12 +384,11 @@ def transfer(
     )
 
     mapped_samples = mapped.reshape(-1, 3)
-    if source_image.alpha is not None:
+    if has_alpha:
         mapped_samples = mapped_samples[source_image.alpha.reshape(-1) > 0]
 
     def summary_sw2(a: np.ndarray) -> float:
-        # A quick summary, not the benchmark: 64 directions on 16384 pixels take ~0.1 s; the
-        # same seed for before and after, so both use the same directions.
+        # A quick summary, not the benchmark: 64 directions on 16384 pixels take ~0.1 s.
         rng = np.random.default_rng(config.seed)
         return sliced_w2(a, y, rng, n_projections=64, n=16384)
 
