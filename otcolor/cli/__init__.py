@@ -1,0 +1,8 @@
+r"""The ``otcolor`` command line; importing it registers every subcommand on :data:`app`."""
+
+from __future__ import annotations
+
+__all__ = ["DeviceName", "InitName", "LossName", "ModelName", "app", "main"]
+
+from . import transfer_cmd  # noqa: F401  (registers ``otcolor transfer``)
+from ._app import DeviceName, InitName, LossName, ModelName, app, main

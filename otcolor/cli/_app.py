@@ -1,0 +1,207 @@
+r"""The root of the ``otcolor`` command: the Typer app, error mapping and shared rendering.
+
+Each subcommand lives in its own module of this package and registers itself on :data:`app`;
+commands only parse options, call one library function and render its result.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EPILOG",
+    "DeviceName",
+    "InitName",
+    "LossName",
+    "ModelName",
+    "app",
+    "json_safe",
+    "main",
+    "make_progress",
+    "print_error",
+    "stderr_console",
+    "versions",
+]
+
+import math
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import PIL
+import torch
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from typer.core import TyperGroup
+
+from .. import __version__
+from ..errors import EXIT_CODES, OtcolorError
+
+
+class ModelName(str, Enum):
+    r"""Map architectures, the keys of :data:`otcolor.models.MODELS`."""
+
+    cmgn = "cmgn"
+    mmgn = "mmgn"
+    icnn = "icnn"
+
+
+class LossName(str, Enum):
+    r"""Training losses, the keys of :data:`otcolor.losses.LOSSES`."""
+
+    ot = "ot"
+    sliced = "sliced"
+    kl = "kl"
+    wgan = "wgan"
+
+
+class InitName(str, Enum):
+    r"""Starting points of the map."""
+
+    gaussian = "gaussian"
+    identity = "identity"
+
+
+class DeviceName(str, Enum):
+    r"""Where to train; ``auto`` picks CUDA, then MPS, then the CPU."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+# Click's exceptions (usage errors, bad parameters) carry their own exit code and message.
+# Typer vendors Click from 0.27 on, so the class is found through a public subclass.
+_CLICK_ERRORS = tuple(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+class _Group(TyperGroup):
+    r"""Turns whatever a command raises into one ``Error:`` line and a documented exit code."""
+
+    def invoke(self, ctx: Any) -> Any:
+        debug = bool(ctx.params.get("debug"))
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, *_CLICK_ERRORS):
+            raise
+        except OtcolorError as err:
+            if debug:
+                raise
+            print_error(str(err))
+            raise typer.Exit(err.exit_code) from None
+        except KeyboardInterrupt:
+            # Outputs are written atomically, so an interrupt leaves no partial file.
+            print_error("interrupted")
+            raise typer.Exit(130) from None
+        except Exception as err:
+            if debug:
+                raise
+            text = " ".join(str(err).split())
+            print_error(
+                f"internal error: {type(err).__name__}: {text} (rerun as 'otcolor --debug ...' and report it)"
+            )
+            raise typer.Exit(1) from None
+
+
+EPILOG = "[bold]Exit codes[/]\n\n" + "\n".join(
+    f"[bold]{code:>3}[/]  {escape(meaning)}" for code, meaning in EXIT_CODES.items()
+)
+
+app = typer.Typer(
+    cls=_Group,
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    epilog=EPILOG,
+)
+
+def main() -> None:
+    r"""Runs the ``otcolor`` command (the console-script entry point)."""
+
+    app(prog_name="otcolor")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"otcolor {__version__}")
+        raise typer.Exit()
+
+
+@app.callback(epilog=EPILOG)
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            envvar="OTCOLOR_DEBUG",
+            help="Show the full traceback of an error instead of one line.",
+        ),
+    ] = False,
+) -> None:
+    r"""Transfer colours between images with learned optimal-transport maps."""
+
+
+def print_error(message: str) -> None:
+    # soft_wrap: one line whatever the terminal width, so scripts can grep it.
+    Console(stderr=True, highlight=False).print(
+        f"[bold red]Error:[/] {escape(message)}", soft_wrap=True
+    )
+
+
+def json_safe(value: Any) -> Any:
+    r"""Replaces NaN and infinities by ``null``, which strict JSON parsers require."""
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def stderr_console() -> Console:
+    r"""The console for progress bars, warnings and errors (stdout is kept for results)."""
+
+    return Console(stderr=True, highlight=False)
+
+
+def make_progress(label: str, *, console: Console, disable: bool = False) -> Progress:
+    r"""A transient progress bar labelled ``label`` with a ``loss`` field, drawn on ``console``.
+
+    Off a terminal the bar is disabled: there Rich would print its last frame into logs.
+    """
+
+    return Progress(
+        TextColumn(escape(label)),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=disable or not console.is_terminal,
+        transient=True,
+    )
+
+
+def versions() -> dict[str, str]:
+    r"""Versions recorded in ``--json`` outputs, so numbers can be traced to software."""
+
+    return {"otcolor": __version__, "torch": torch.__version__, "pillow": PIL.__version__}

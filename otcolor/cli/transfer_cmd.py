@@ -1,0 +1,170 @@
+r"""``otcolor transfer``: fit a colour map between two images and apply it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .. import transfer as transfer_lib
+from ._app import (
+    EPILOG,
+    DeviceName,
+    InitName,
+    LossName,
+    ModelName,
+    app,
+    json_safe,
+    make_progress,
+    stderr_console,
+    versions,
+)
+
+_DEFAULTS = transfer_lib.TransferConfig()
+
+
+@app.command(epilog=EPILOG)
+def transfer(
+    source: Annotated[
+        Path,
+        typer.Argument(exists=True, dir_okay=False, help="Image whose colours are changed."),
+    ],
+    target: Annotated[
+        Path,
+        typer.Argument(exists=True, dir_okay=False, help="Image whose colours are wanted."),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o", help="Output image; its extension picks the format."
+        ),
+    ],
+    model: Annotated[
+        ModelName, typer.Option(help="Map architecture.", rich_help_panel="Model")
+    ] = ModelName(_DEFAULTS.model),
+    loss: Annotated[
+        LossName, typer.Option(help="Training loss.", rich_help_panel="Model")
+    ] = LossName(_DEFAULTS.loss),
+    steps: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help=(
+                "Training steps (default: 200 L-BFGS iterations for ot, "
+                "600 Adam steps for the others)."
+            ),
+            show_default=False,
+            rich_help_panel="Model",
+        ),
+    ] = _DEFAULTS.steps,
+    samples: Annotated[
+        int,
+        typer.Option(min=1, help="Pixels drawn from each image.", rich_help_panel="Model"),
+    ] = _DEFAULTS.samples,
+    smoothness: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Smoother map (less speckle) vs closer colours: 0 = closest; see the README.",
+            rich_help_panel="Model",
+        ),
+    ] = _DEFAULTS.smoothness,
+    init: Annotated[
+        InitName, typer.Option(help="Starting point of the map.", rich_help_panel="Model")
+    ] = InitName(_DEFAULTS.init),
+    device: Annotated[
+        DeviceName,
+        typer.Option(help="Where to train (no silent fallback).", rich_help_panel="Model"),
+    ] = DeviceName(_DEFAULTS.device),
+    seed: Annotated[
+        int, typer.Option(min=0, help="Random seed.", rich_help_panel="Model")
+    ] = _DEFAULTS.seed,
+    quality: Annotated[
+        int,
+        typer.Option(min=1, max=100, help="JPEG/WebP quality."),
+    ] = _DEFAULTS.quality,
+    max_pixels: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Largest accepted input, in pixels (decompression-bomb guard).",
+            rich_help_panel="Input",
+        ),
+    ] = _DEFAULTS.max_pixels,
+    json_output: Annotated[
+        bool,
+        typer.Option("--json", help="Print one JSON object on stdout, nothing else."),
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite an existing output (never an input).")
+    ] = False,
+    quiet: Annotated[
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="No progress bar or summary; warnings still go to stderr."
+        ),
+    ] = False,
+) -> None:
+    r"""Fit a transport map from SOURCE's colours to TARGET's and apply it to SOURCE."""
+
+    config = transfer_lib.TransferConfig(
+        model=model.value,
+        loss=loss.value,
+        steps=steps,
+        samples=samples,
+        smoothness=smoothness,
+        init=init.value,
+        device=device.value,
+        seed=seed,
+        quality=quality,
+        max_pixels=max_pixels,
+    )
+
+    stderr = stderr_console()
+    progress = make_progress("fitting", console=stderr, disable=json_output or quiet)
+    with progress:
+        task = progress.add_task("fit", total=config.total_steps, info="loss -")
+
+        def callback(step: int, logs: dict[str, float]) -> None:
+            progress.update(task, completed=step, info=f"loss {logs['loss']:.4g}")
+
+        result = transfer_lib.transfer(
+            source, target, output, config, force=force, callback=callback
+        )
+
+    if json_output:
+        payload = dataclasses.asdict(result)
+        payload["output"] = str(result.output)
+        payload["versions"] = versions()
+        typer.echo(json.dumps(json_safe(payload)))
+        return
+
+    if not quiet:
+        _print_summary(result)
+    for warning in result.warnings:
+        stderr.print(f"[yellow]Warning:[/] {escape(warning)}", soft_wrap=True)
+
+
+
+def _print_summary(result: transfer_lib.TransferResult) -> None:
+    table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("output", escape(str(result.output)))
+    table.add_row("model", result.model)
+    table.add_row("loss", result.loss)
+    table.add_row("device", result.device)
+    table.add_row("steps", str(result.steps))
+    table.add_row("seconds", f"{result.seconds:.2f} (fit {result.fit_seconds:.2f})")
+    table.add_row("final loss", f"{result.final_loss:.4g}")
+    for name, value in result.metrics.items():
+        table.add_row(escape(name), f"{value:.4g}")
+    Console(highlight=False).print(table)
+
+
