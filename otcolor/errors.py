@@ -50,7 +50,8 @@ class OutputError(OtcolorError):
 
 
 class TrainingError(OtcolorError):
-    r"""Fitting failed: non-finite loss or parameters that a retry did not fix (exit code 5)."""
+    r"""Fitting failed: non-finite loss or parameters that a retry did not fix, out of device
+    memory, or a strict quality check failed (exit code 5)."""
 
     exit_code = 5
 
@@ -62,6 +63,7 @@ EXIT_CODES: dict[int, str] = {
     2: "usage error (bad option, bad path combination, output exists without --force)",
     3: "an input image is unreadable, corrupt, unsupported or too large",
     4: "the output cannot be written",
-    5: "training failed (non-finite loss that a retry did not fix)",
+    5: "training failed (non-finite loss that a retry did not fix, out of device memory, "
+    "or --strict and the learned map fits worse than the Gaussian one)",
     130: "interrupted (Ctrl-C); no partial output is left",
 }

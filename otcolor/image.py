@@ -9,8 +9,10 @@ __all__ = [
     "LoadedImage",
     "check_output_path",
     "load_image",
+    "load_mask",
     "sample_pixels",
     "save_image",
+    "write_atomically",
 ]
 
 import contextlib
@@ -159,10 +161,10 @@ def load_image(
         # Pillow's bomb warning is replaced by our own size check below.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            with _pillow_pixel_limit(max_pixels):
+            with _pillow_pixel_limit_lifted():
                 im = Image.open(path, formats=_OPEN_FORMATS)
         except UnidentifiedImageError as err:
-            raise InputError(f"{path}: {_unidentified(path)}", _HINT_FORMATS) from err
+            raise InputError(f"{path}: {_unidentified(path)}", _hint_unidentified(path)) from err
         except Image.DecompressionBombError as err:
             raise InputError(f"{path}: image too large: {err}", _HINT_LIMIT) from err
         except PermissionError as err:
@@ -203,6 +205,7 @@ def check_output_path(
     *,
     force: bool,
     has_alpha: bool = False,
+    image: bool = True,
 ) -> None:
     r"""Checks, before any training, that an output can be written where asked.
 
@@ -211,6 +214,7 @@ def check_output_path(
         inputs: the input files, which the output must never replace.
         force: whether an existing output may be overwritten.
         has_alpha: whether the output will carry an alpha channel.
+        image: whether the output is an image (else its extension is not checked).
 
     Raises:
         UsageError: unsupported extension, output is an input, is a directory, or exists
@@ -220,7 +224,7 @@ def check_output_path(
     """
 
     output = Path(output)
-    fmt = _output_format(output)
+    fmt = _output_format(output) if image else ""
 
     for source in map(Path, inputs):
         if _same_file(output, source):
@@ -266,7 +270,8 @@ def save_image(
 
     Arguments:
         path: the output file; its extension picks the format.
-        rgb: the pixels, with shape :math:`(H, W, 3)`, in :math:`[0, 1]` (clipped).
+        rgb: the pixels, with shape :math:`(H, W, 3)`, float in :math:`[0, 1]` (clipped), or
+            uint8 samples, written as they are (no float copy of a large image).
         alpha: the alpha channel to restore, with shape :math:`(H, W)`, uint8 or uint16.
         like: the image whose ICC profile, EXIF, DPI and bit depth are carried over.
         quality: the JPEG and WebP quality, from 1 to 100.
@@ -288,7 +293,9 @@ def save_image(
         raise ValueError(f"expected alpha with shape {rgb.shape[:2]}, got {alpha.shape}")
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be in [1, 100], got {quality}")
-    if not np.isfinite(rgb).all():
+    if rgb.dtype == np.uint8:
+        rgb = rgb.astype(np.float32) / 255 if like is not None and like.bit_depth == 16 else rgb
+    if rgb.dtype != np.uint8 and not _all_finite(rgb):
         raise OutputError(f"{path}: refusing to write non-finite pixel values")
     if alpha is not None and fmt not in _ALPHA_FORMATS:
         raise OutputError(f"{path}: {fmt} cannot hold an alpha channel", "use .png/.webp/.tiff")
@@ -304,16 +311,15 @@ def save_image(
         sixteen = False
         notes.append(f"{path}: 16-bit input written as 8-bit {fmt}")
 
-    rgb = np.clip(rgb, 0.0, 1.0)
     if sixteen:
-        rgb16 = np.round(rgb * 65535).astype(np.uint16)
+        rgb16 = _quantize(rgb, np.uint16)
         alpha16 = None if alpha is None else _alpha_as(alpha, np.uint16)
 
         def write(fp: IO[bytes]) -> None:
             _write_png16(fp, rgb16, alpha16, icc=icc, exif=exif, dpi=dpi)
 
     else:
-        pixels = np.round(rgb * 255).astype(np.uint8)  # (H, W, 3)
+        pixels = rgb if rgb.dtype == np.uint8 else _quantize(rgb, np.uint8)  # (H, W, 3)
         if alpha is not None:
             pixels = np.dstack([pixels, _alpha_as(alpha, np.uint8)])  # (H, W, 4)
         im = Image.fromarray(pixels)
@@ -328,13 +334,19 @@ def save_image(
     return notes
 
 
-def sample_pixels(image: LoadedImage, n: int, generator: np.random.Generator) -> np.ndarray:
+def sample_pixels(
+    image: LoadedImage,
+    n: int,
+    generator: np.random.Generator,
+    mask: np.ndarray | None = None,
+) -> np.ndarray:
     r"""Draws distinct pixels of an image, ignoring fully transparent ones.
 
     Arguments:
         image: the image.
         n: the number of pixels wanted.
         generator: the random generator, for reproducibility.
+        mask: only pixels where this :math:`(H, W)` mask is at least 0.5 are drawn.
 
     Returns:
         The colours, with shape :math:`(N', 3)`, float32, where :math:`N' = \min(n, M)` and
@@ -348,19 +360,93 @@ def sample_pixels(image: LoadedImage, n: int, generator: np.random.Generator) ->
         raise ValueError(f"n must be positive, got {n}")
 
     colours = image.rgb.reshape(-1, 3)  # (H W, 3)
-    if image.alpha is None:
+    if image.alpha is None and mask is None:
         eligible = None
         count = colours.shape[0]
     else:
-        eligible = np.flatnonzero(image.alpha.reshape(-1) > 0)
+        keep = np.ones(colours.shape[0], bool)
+        if image.alpha is not None:
+            keep &= image.alpha.reshape(-1) > 0
+        if mask is not None:
+            keep &= mask.reshape(-1) >= 0.5
+        eligible = np.flatnonzero(keep)
         count = eligible.size
     if count == 0:
+        if mask is not None:
+            raise InputError(f"{image.path}: the mask selects no visible pixel", "nothing to fit")
         raise InputError(f"{image.path}: every pixel is fully transparent", "nothing to fit")
 
     picks = generator.choice(count, size=min(n, count), replace=False)
     if eligible is not None:
         picks = eligible[picks]
     return colours[picks].astype(np.float32, copy=False)
+
+
+def load_mask(
+    path: str | os.PathLike[str],
+    size: tuple[int, int],
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> np.ndarray:
+    r"""Reads a mask image: its grey level (times its alpha, if any), in :math:`[0, 1]`.
+
+    Arguments:
+        path: the mask image (any format :func:`load_image` reads; white = selected).
+        size: the size :math:`(W, H)` it must have, that of the image it masks.
+
+    Returns:
+        The mask, with shape :math:`(H, W)`, float32.
+
+    Raises:
+        InputError: the mask is unreadable.
+        UsageError: its size differs from ``size``.
+    """
+
+    mask = load_image(path, max_pixels=max_pixels)
+    if mask.size != tuple(size):
+        raise UsageError(
+            f"{path}: mask is {mask.size[0]}x{mask.size[1]}, the image is {size[0]}x{size[1]}",
+            "masks must have the image's size",
+        )
+    grey = mask.rgb.mean(-1, dtype=np.float32)  # (H, W)
+    if mask.alpha is not None:
+        grey *= mask.alpha.astype(np.float32) / np.iinfo(mask.alpha.dtype).max
+    return grey
+
+
+def write_atomically(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> None:
+    r"""Writes any file as :func:`save_image` does: synced temporary file, then a rename.
+
+    Raises:
+        OutputError: the file cannot be written.
+    """
+
+    _atomic_write(Path(path), write)
+
+
+def _all_finite(a: np.ndarray, rows: int = 1 << 20) -> bool:
+    r"""``np.isfinite(a).all()`` without a full-size boolean temporary (big images)."""
+
+    flat = a.reshape(-1, a.shape[-1])
+    return all(np.isfinite(flat[i : i + rows]).all() for i in range(0, flat.shape[0], rows))
+
+
+def _quantize(
+    rgb: np.ndarray, dtype: type[np.unsignedinteger], rows: int = 1 << 20
+) -> np.ndarray:
+    r"""``round(clip(rgb, 0, 1) * max)`` as integers, chunk by chunk.
+
+    The same numbers as the whole-array expression, without its three full-size float
+    temporaries (clip, scale, round): 1.8 GB for a 50-megapixel image.
+    """
+
+    top = np.iinfo(dtype).max
+    flat = rgb.reshape(-1, rgb.shape[-1])
+    out = np.empty(flat.shape, dtype)
+    for i in range(0, flat.shape[0], rows):
+        part = np.clip(flat[i : i + rows], 0.0, 1.0)
+        part *= top
+        out[i : i + rows] = np.round(part, out=part)
+    return out.reshape(rgb.shape)
 
 
 def _check_input_file(path: Path) -> None:
@@ -383,15 +469,17 @@ def _check_input_file(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _pillow_pixel_limit(max_pixels: int | None) -> Iterator[None]:
-    r"""Lifts Pillow's hard pixel limit for one open, when the caller asked for more.
+def _pillow_pixel_limit_lifted() -> Iterator[None]:
+    r"""Lifts Pillow's hard pixel limit for one open, so that ``max_pixels`` decides.
 
-    Pillow refuses anything above twice ``MAX_IMAGE_PIXELS`` inside ``Image.open``, before we
-    can check the size ourselves. Only then, the global is lifted and restored under a lock.
+    Pillow refuses anything above twice ``MAX_IMAGE_PIXELS`` inside ``Image.open``, with its own
+    limit in the message, before we can check the size ourselves. ``Image.open`` reads only
+    the header, and :func:`load_image` checks that same header against ``max_pixels`` right
+    after, before any pixel is decoded. The global is lifted and restored under a lock.
     """
 
     limit = Image.MAX_IMAGE_PIXELS
-    if limit is None or (max_pixels is not None and max_pixels <= 2 * limit):
+    if limit is None:
         yield
         return
     with _bomb_lock:
@@ -411,6 +499,7 @@ def _unidentified(path: Path) -> str:
     except OSError:
         return "not a recognised image"
     Image.init()
+    recognised = None
     for name, (_, accept) in Image.OPEN.items():
         # Only the plugins' magic-byte checks run here; no decoder is started.
         try:
@@ -418,9 +507,20 @@ def _unidentified(path: Path) -> str:
         except Exception:  # a plugin's accept() failing only means "not this format"
             continue
         # accept() returns a str to warn about a format it recognises but will not open.
-        if accepted and not isinstance(accepted, str) and name not in ALLOWED_FORMATS:
-            return f"format {name} is not allowed"
+        if accepted and not isinstance(accepted, str):
+            if name not in ALLOWED_FORMATS:
+                return f"format {name} is not allowed"
+            recognised = recognised or name
+    if recognised is not None:
+        # E.g. a 3-channel float TIFF, which Pillow has no mode for, or a broken header.
+        return f"{recognised} file that Pillow cannot open: unsupported variant or corrupt header"
     return "not a recognised image"
+
+
+def _hint_unidentified(path: Path) -> str:
+    r"""The hint for :func:`_unidentified`'s message: re-export, or use an allowed format."""
+
+    return _HINT_CORRUPT if "cannot open" in _unidentified(path) else _HINT_FORMATS
 
 
 def _decode(im: Image.Image, path: Path, notes: list[str]) -> LoadedImage:
@@ -456,7 +556,15 @@ def _decode(im: Image.Image, path: Path, notes: list[str]) -> LoadedImage:
 
     alpha: np.ndarray | None = None
     bit_depth = 8
-    if mode.startswith("I;16") or mode == "I":
+    # Pillow decodes 16-bit colour PNGs to 8 bits (it has no 16-bit RGB mode): read those here.
+    sixteen = _read_png16(path, orientation) if fmt == "PNG" and ";16" in rawmode else None
+    if sixteen is not None:
+        samples, alpha = sixteen
+        rgb = samples.astype(np.float32)
+        del samples
+        np.divide(rgb, 65535, out=rgb)
+        bit_depth = 16
+    elif mode.startswith("I;16") or mode == "I":
         grey = np.asarray(upright).astype(np.float32)
         if mode == "I" and (grey.min() < 0 or grey.max() > 65535):
             notes.append(f"{path}: 32-bit integer samples clipped to 16 bits")
@@ -476,8 +584,13 @@ def _decode(im: Image.Image, path: Path, notes: list[str]) -> LoadedImage:
             alpha = pixels[..., 3].copy()
             pixels = pixels[..., :3]
         else:
-            pixels = np.asarray(upright.convert("RGB"))  # (H, W, 3)
-        rgb = pixels.astype(np.float32) / 255
+            # convert() copies even an RGB image: skip it, a 50-megapixel copy is 200 MB.
+            rgb_image = upright if upright.mode == "RGB" else upright.convert("RGB")
+            pixels = np.asarray(rgb_image)  # (H, W, 3)
+        # In place: the float image is the largest buffer of a transfer (12 bytes a pixel).
+        rgb = pixels.astype(np.float32)
+        del pixels
+        np.divide(rgb, 255, out=rgb)
 
     return LoadedImage(
         rgb=np.ascontiguousarray(rgb, dtype=np.float32),
@@ -490,6 +603,119 @@ def _decode(im: Image.Image, path: Path, notes: list[str]) -> LoadedImage:
         dpi=dpi,
         bit_depth=bit_depth,
     )
+
+
+def _read_png16(path: Path, orientation: int) -> tuple[np.ndarray, np.ndarray | None] | None:
+    r"""Decodes a non-interlaced 16-bit RGB, RGBA or grey+alpha PNG at full depth.
+
+    Returns:
+        The upright samples, with shape :math:`(H, W, 3)`, uint16, and the alpha channel
+        (uint16) or ``None``; ``None`` instead for a layout this reader leaves to Pillow.
+
+    Raises:
+        ValueError: a bad chunk CRC, filter type or data length (a corrupt file).
+    """
+
+    data = path.read_bytes()
+    if data[:8] != b"\x89PNG\r\n\x1a\n":
+        return None
+    pos, idat, trns, header = 8, [], None, None
+    while pos + 12 <= len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length : pos + 12 + length] or b"\0" * 4)
+        if len(body) != length or zlib.crc32(kind + body) & 0xFFFFFFFF != crc:
+            raise ValueError(f"PNG chunk {kind!r}: bad length or CRC")
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat.append(body)
+        elif kind == b"tRNS":
+            trns = body
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    if header is None:
+        return None
+    width, height, depth, colour, _, _, interlace = header
+    channels = {2: 3, 4: 2, 6: 4}.get(colour)
+    if depth != 16 or channels is None or interlace != 0:
+        return None
+    stride = 2 * channels * width
+    raw = zlib.decompressobj().decompress(b"".join(idat), height * (stride + 1))
+    if len(raw) != height * (stride + 1):
+        raise ValueError("PNG image data is truncated")
+    rows = np.frombuffer(raw, np.uint8).reshape(height, stride + 1)
+    data_bytes = _png_unfilter(rows[:, 1:], rows[:, 0], 2 * channels)
+    samples = data_bytes.view(">u2").reshape(height, width, channels).astype(np.uint16)
+    samples = _orient(samples, orientation)
+    if colour == 4:
+        rgb, alpha = np.repeat(samples[..., :1], 3, axis=2), samples[..., 1].copy()
+    else:
+        rgb, alpha = samples[..., :3], (samples[..., 3].copy() if channels == 4 else None)
+        if trns is not None and len(trns) == 6:
+            key = np.array(struct.unpack(">HHH", trns), np.uint16)
+            alpha = np.where((rgb == key).all(-1), 0, 65535).astype(np.uint16)
+    return np.ascontiguousarray(rgb), alpha
+
+
+def _png_unfilter(rows: np.ndarray, types: np.ndarray, bpp: int) -> np.ndarray:
+    r"""Undoes PNG's per-row filters, :math:`(H, S)` filtered bytes to :math:`(H, S)` bytes.
+
+    Rows filtered with None, Sub or Up (what otcolor and most 16-bit writers use) are undone
+    row by row; Average and Paeth depend on the left neighbour too, so those images are
+    undone along anti-diagonals of pixels, which only depend on earlier ones.
+    """
+
+    height, stride = rows.shape
+    if (types > 4).any():
+        raise ValueError(f"bad PNG filter type {int(types.max())}")
+    if (types <= 2).all():
+        out = np.empty_like(rows)
+        previous = np.zeros(stride, np.uint8)
+        for y in range(height):
+            line = rows[y]
+            if types[y] == 1:
+                line = np.cumsum(line.reshape(-1, bpp), axis=0, dtype=np.uint8).reshape(-1)
+            elif types[y] == 2:
+                line = line + previous
+            out[y] = previous = line
+        return out
+    width = stride // bpp
+    f = rows.reshape(height, width, bpp).astype(np.int16)
+    rec = np.zeros((height + 1, width + 1, bpp), np.int16)  # a zero row and column of padding
+    kinds = types.astype(np.int16)
+    for d in range(height + width - 1):
+        ys = np.arange(max(0, d - width + 1), min(height - 1, d) + 1)
+        xs = d - ys
+        a, b, c = rec[ys + 1, xs], rec[ys, xs + 1], rec[ys, xs]  # left, up, up-left
+        t = kinds[ys][:, None]
+        p = a + b - c
+        pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
+        paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+        pred = np.select([t == 1, t == 2, t == 3, t == 4], [a, b, (a + b) >> 1, paeth], 0)
+        rec[ys + 1, xs + 1] = (f[ys, xs] + pred) & 255
+    return rec[1:, 1:].astype(np.uint8).reshape(height, stride)
+
+
+def _orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
+    r"""Applies an EXIF orientation to an :math:`(H, W, C)` array, as ``exif_transpose`` does."""
+
+    if orientation == 2:
+        return pixels[:, ::-1]
+    if orientation == 3:
+        return pixels[::-1, ::-1]
+    if orientation == 4:
+        return pixels[::-1]
+    if orientation == 5:
+        return pixels.transpose(1, 0, 2)
+    if orientation == 6:
+        return np.rot90(pixels, -1)
+    if orientation == 7:
+        return pixels.transpose(1, 0, 2)[::-1, ::-1]
+    if orientation == 8:
+        return np.rot90(pixels, 1)
+    return pixels
 
 
 def _rawmode(im: Image.Image) -> str:

@@ -161,6 +161,9 @@ def fit(
         if callback is not None:
             callback(step, logs)
 
+    # The last update can break the parameters with no loss evaluated after it.
+    if not all(torch.isfinite(p).all() for p in params):
+        model.load_state_dict(good_state)
     model.eval()
     return history
 
@@ -196,6 +199,9 @@ def fit_regression(
     sent to) into a monotone map: the least-squares fit of a plan by a gradient of a convex
     function is the natural estimate of its Brenier map.
 
+    A trial point where the objective is not finite is rejected like one that does not
+    decrease it: the line search halves the step and the last good parameters are kept.
+
     Arguments:
         model: the map, :math:`(N, D) \to (N, D)`.
         inputs: :math:`x`, with shape :math:`(N, D)`.
@@ -207,7 +213,7 @@ def fit_regression(
         The logs, ``{"loss": [...], "mse": [...]}``, one entry per iteration.
 
     Raises:
-        TrainingError: if the objective becomes non-finite.
+        TrainingError: if the objective is not finite at the starting point.
     """
 
     config = config or RegressionConfig()
@@ -228,7 +234,8 @@ def fit_regression(
                 model, probe, config.penalty_power
             )
         if not torch.isfinite(value):
-            raise TrainingError("the regression diverged (non-finite loss)", "try --smoothness 0")
+            # Rejected by the line search (NaN fails every comparison); no gradient needed.
+            return value.detach(), torch.zeros_like(theta)
         value.backward()
         latest.update(loss=float(value.detach()), mse=float(mse.detach()))
         grad = torch.cat([p.grad.reshape(-1) for p in params])
@@ -275,6 +282,11 @@ def _lbfgs(
     """
 
     value, grad = objective(theta)
+    if not torch.isfinite(value):
+        raise TrainingError(
+            "the regression diverged (non-finite loss at the start)",
+            "try --smoothness 0 or --init identity",
+        )
     steps_s: list[Tensor] = []
     steps_y: list[Tensor] = []
     for step in range(1, steps + 1):
@@ -304,7 +316,8 @@ def _lbfgs(
         for _ in range(30):
             new_theta = theta + t * direction
             new_value, new_grad = objective(new_theta)
-            if new_value <= value + 1e-4 * t * slope:
+            # A non-finite trial point is rejected like one that does not decrease enough.
+            if torch.isfinite(new_value) and new_value <= value + 1e-4 * t * slope:
                 break
             t *= 0.5
         else:

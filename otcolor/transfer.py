@@ -23,9 +23,18 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .errors import UsageError
+from .color import SPACES, Look, apply_look, to_space
+from .errors import TrainingError, UsageError
 from .gaussian import bures_map, moments
-from .image import DEFAULT_MAX_PIXELS, check_output_path, load_image, sample_pixels, save_image
+from .image import (
+    DEFAULT_MAX_PIXELS,
+    _all_finite,  # chunked: no full-size temporary on big images
+    check_output_path,
+    load_image,
+    load_mask,
+    sample_pixels,
+    save_image,
+)
 from .losses import LOSSES, SlicedW2, build_loss, ot_assignment
 from .metrics import sliced_w2
 from .models import MODELS, AffineMap, build_model
@@ -56,6 +65,9 @@ SMOOTHNESS_UNIT = 1e-4
 #: Below this spread (per channel standard deviation) an image is treated as a single colour.
 FLAT = 1e-4
 
+#: Out of device memory, :func:`apply_color_map` halves its chunk down to this many pixels.
+MIN_APPLY_CHUNK = 1 << 10
+
 
 @dataclass
 class TransferConfig:
@@ -71,12 +83,16 @@ class TransferConfig:
     smoothness: float = 4.0  # trades closeness to the target for a smoother map (see README)
     init: str = "gaussian"  # "gaussian" (closed-form OT map) or "identity"
     fallback: bool = True  # use the closed-form Gaussian map when the learned one fits worse
+    strict: bool = False  # a learned map worse than the Gaussian one is an error, not a fallback
     lr: float | None = None  # None: the loss's default (LOSS_SETTINGS)
     device: str = "auto"  # auto, cpu, cuda or mps
     seed: int = 0  # seeds pixel sampling, initialisation and training
     quality: int = 95  # JPEG/WebP quality of the output
     max_pixels: int | None = DEFAULT_MAX_PIXELS  # refuse larger inputs (decompression bombs)
     chunk_size: int = 1 << 18  # pixels per forward pass when applying, bounds memory
+    space: str = "rgb"  # fit and apply in "rgb" (sRGB) or "lab" (CIELAB)
+    strength: float = 1.0  # t in x + t (T(x) - x): 0 is the identity, 1 the full map
+    preserve_luminance: bool = False  # keep each pixel's CIELAB lightness
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -93,6 +109,10 @@ class TransferConfig:
             raise UsageError(f"smoothness must be >= 0, got {self.smoothness}")
         if self.lr is not None and not self.lr > 0:
             raise UsageError(f"lr must be positive, got {self.lr}")
+        if self.space not in SPACES:
+            raise UsageError(f"unknown space {self.space!r}", f"choose one of {list(SPACES)}")
+        if not 0.0 <= self.strength <= 1.0:
+            raise UsageError(f"strength must be in [0, 1], got {self.strength}")
 
     @property
     def total_steps(self) -> int:
@@ -116,6 +136,8 @@ class TransferResult:
     final_loss: float
     metrics: dict[str, float]
     warnings: list[str] = field(default_factory=list)
+    saved_map: Path | None = None  # --save-map
+    lut: Path | None = None  # --lut
 
 
 class ColorMap(nn.Module):
@@ -192,9 +214,30 @@ def fit_color_map(
         target: target colours, with shape :math:`(M, 3)`, in :math:`[0, 1]`.
         config: the settings (model, loss, steps, ...).
         callback: called as ``callback(step, logs)`` after every training step.
+
+    Raises:
+        TrainingError: training diverged, ran out of device memory, or (with ``strict``) the
+            learned map fits worse than the closed-form Gaussian map.
     """
 
     config = config or TransferConfig()
+    try:
+        return _fit_color_map(source, target, config, callback)
+    except RuntimeError as err:  # torch.cuda.OutOfMemoryError is a RuntimeError
+        if not _is_out_of_memory(err):
+            raise
+        _release_device_memory()
+        raise TrainingError(
+            f"out of device memory while fitting ({_first_line(err)})",
+            "use fewer --samples or --device cpu",
+        ) from err
+
+
+def _fit_color_map(
+    source: np.ndarray, target: np.ndarray, config: TransferConfig, callback: Callback | None
+) -> FittedMap:
+    r"""The body of :func:`fit_color_map`, which turns running out of memory into an error."""
+
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
     start = time.perf_counter()
@@ -271,10 +314,17 @@ def fit_color_map(
         learned_score = float(judge.evaluate(model(probe)))
         gaussian_score = float(judge.evaluate(gaussian(probe)))
     chosen: nn.Module = model
-    if config.fallback and not learned_score <= gaussian_score:
+    worse = not learned_score <= gaussian_score  # NaN counts as worse
+    comparison = f"sliced W2^2 {learned_score:.3g} > {gaussian_score:.3g}"
+    if worse and config.strict:
+        raise TrainingError(
+            f"the learned map fits worse than the closed-form Gaussian map ({comparison})",
+            "drop --strict to fall back to the Gaussian map, or try more --steps or another --loss",
+        )
+    if worse and config.fallback:
         warnings.append(
-            f"the learned map fits worse than the closed-form Gaussian map (sliced W2^2 "
-            f"{learned_score:.3g} > {gaussian_score:.3g}); using the Gaussian map"
+            f"the learned map fits worse than the closed-form Gaussian map ({comparison}); "
+            "using the Gaussian map"
         )
         chosen = gaussian
     color_map = ColorMap(chosen, center, scale).to(device)
@@ -319,22 +369,90 @@ def apply_color_map(
 ) -> np.ndarray:
     r"""Applies a colour map to every pixel, ``chunk_size`` pixels at a time (bounded memory).
 
+    Out of device memory, the chunk is halved and the same pixels retried, down to
+    :data:`MIN_APPLY_CHUNK`; a map is applied pixel by pixel, so the result does not depend on
+    the chunk size.
+
     Arguments:
         color_map: the map, :math:`(N, 3) \to (N, 3)`.
         rgb: the image, with shape :math:`(H, W, 3)`, in :math:`[0, 1]`.
 
     Returns:
         The mapped image, with shape :math:`(H, W, 3)`, float32, clipped to :math:`[0, 1]`.
+
+    Raises:
+        TrainingError: out of device memory even with the smallest chunk.
     """
 
     pixels = np.asarray(rgb, dtype=np.float32).reshape(-1, 3)  # (H W, 3)
     out = np.empty_like(pixels)
+    begin = 0
     with torch.no_grad():
-        for begin in range(0, pixels.shape[0], chunk_size):
-            chunk = torch.from_numpy(pixels[begin : begin + chunk_size]).to(device)
-            out[begin : begin + chunk_size] = color_map(chunk).cpu().numpy()
+        while begin < pixels.shape[0]:
+            end = begin + chunk_size
+            try:
+                chunk = torch.from_numpy(pixels[begin:end]).to(device)
+                out[begin:end] = color_map(chunk).cpu().numpy()
+            except RuntimeError as err:  # torch.cuda.OutOfMemoryError is a RuntimeError
+                if not _is_out_of_memory(err):
+                    raise
+                chunk = None  # drop the reference so the retry can reuse its memory
+                _release_device_memory()
+                if chunk_size <= MIN_APPLY_CHUNK:
+                    raise TrainingError(
+                        f"out of device memory applying the map, even {chunk_size} pixels "
+                        f"at a time ({_first_line(err)})",
+                        "use --device cpu",
+                    ) from err
+                chunk_size = max(chunk_size // 2, MIN_APPLY_CHUNK)
+                continue
+            begin = end
     np.clip(out, 0.0, 1.0, out=out)
     return out.reshape(rgb.shape)
+
+
+def _rms_distance(a: np.ndarray, b: np.ndarray, rows: int = 1 << 20) -> float:
+    r"""The root mean squared distance between the pixels of two images, chunk by chunk."""
+
+    a, b = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
+    total = 0.0
+    for i in range(0, a.shape[0], rows):
+        total += float(np.square(a[i : i + rows] - b[i : i + rows]).sum(dtype=np.float64))
+    return float(np.sqrt(total / max(a.shape[0], 1)))
+
+
+def _subsample(
+    pixels: np.ndarray, alpha: np.ndarray | None, n: int, rng: np.random.Generator
+) -> np.ndarray:
+    r"""At most ``n`` pixels with non-zero alpha, drawn as :func:`otcolor.metrics.sliced_w2`
+    draws them (same generator calls), without copying the whole image first."""
+
+    flat = pixels.reshape(-1, pixels.shape[-1])
+    eligible = None if alpha is None else np.flatnonzero(alpha.reshape(-1) > 0)
+    count = flat.shape[0] if eligible is None else eligible.size
+    if count <= n:
+        return flat if eligible is None else flat[eligible]
+    picks = rng.choice(count, size=n, replace=False)
+    return flat[picks if eligible is None else eligible[picks]]
+
+
+def _is_out_of_memory(err: BaseException) -> bool:
+    r"""Whether torch ran out of device memory (CUDA's own error, or MPS/ROCm's message)."""
+
+    oom = getattr(torch.cuda, "OutOfMemoryError", ())
+    return isinstance(err, oom) or "out of memory" in str(err).lower()
+
+
+def _release_device_memory() -> None:
+    r"""Returns cached CUDA blocks to the driver, so that a smaller retry can use them."""
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
 
 
 def transfer(
@@ -345,6 +463,12 @@ def transfer(
     *,
     force: bool = False,
     callback: Callback | None = None,
+    source_mask: str | os.PathLike[str] | None = None,
+    target_mask: str | os.PathLike[str] | None = None,
+    apply_mask: str | os.PathLike[str] | None = None,
+    save_map: str | os.PathLike[str] | None = None,
+    lut: str | os.PathLike[str] | None = None,
+    lut_size: int | None = None,
 ) -> TransferResult:
     r"""Transfers the colours of ``target`` onto ``source`` and writes ``output``.
 
@@ -358,44 +482,108 @@ def transfer(
         config: the settings.
         force: whether an existing ``output`` may be replaced (an input never is).
         callback: called as ``callback(step, logs)`` after every training step.
+        source_mask, target_mask: only pixels where these masks (grey images of each image's
+            size) are at least 0.5 are sampled for fitting.
+        apply_mask: where the map applies: pixels become :math:`x + m (T(x) - x)`.
+        save_map: also write the look as a map file (:mod:`otcolor.mapfile`).
+        lut: also write the look as a 3-D LUT (``.cube``, or ``.png`` for a HaldCLUT).
+        lut_size: the LUT's points per axis (default 33 for ``.cube``, 64 for Hald).
 
     Raises:
         OtcolorError: a subclass with the exit code of the failure (see ``otcolor.errors``).
     """
 
+    from .lut import check_lut, export_lut
+    from .mapfile import fingerprint
+    from .mapfile import save_map as write_map
+
     config = config or TransferConfig()
     start = time.perf_counter()
     resolve_device(config.device)  # fail on an unavailable device before any decoding
+    # The output is checked before decoding (a 50-megapixel decode takes seconds), and once
+    # more for its format's alpha support when the source turns out to have alpha.
+    check_output_path(output, [source, target], force=force)
+    inputs = [p for p in (source, target, source_mask, target_mask, apply_mask) if p is not None]
+    for extra in (save_map, lut):
+        if extra is not None:
+            check_output_path(extra, [*inputs, output], force=force, image=False)
+    if lut is not None:
+        check_lut(lut, None, lut_size)
     source_image = load_image(source, max_pixels=config.max_pixels)
     target_image = load_image(target, max_pixels=config.max_pixels)
     has_alpha = source_image.alpha is not None
-    check_output_path(output, [source, target], force=force, has_alpha=has_alpha)
+    if has_alpha:
+        check_output_path(output, [source, target], force=force, has_alpha=True)
     warnings = [*source_image.warnings, *target_image.warnings]
 
     rng = np.random.default_rng(config.seed)
-    x = sample_pixels(source_image, config.samples, rng)
-    y = sample_pixels(target_image, config.samples, rng)
-    fitted = fit_color_map(x, y, config, callback)
+    masks = {
+        "source": None if source_mask is None else load_mask(source_mask, source_image.size),
+        "target": None if target_mask is None else load_mask(target_mask, target_image.size),
+        "apply": None if apply_mask is None else load_mask(apply_mask, source_image.size),
+    }
+    x = sample_pixels(source_image, config.samples, rng, mask=masks["source"])
+    y = sample_pixels(target_image, config.samples, rng, mask=masks["target"])
+    space = config.space
+    fitted = fit_color_map(to_space(x, space), to_space(y, space), config, callback)
     warnings += fitted.warnings
 
-    mapped = apply_color_map(fitted.map, source_image.rgb, fitted.device, config.chunk_size)
+    # One route for every consumer (apply, LUTs, video): see otcolor.color.
+    look = Look(fitted.map, space, config.strength, config.preserve_luminance, fitted.device)
+    try:
+        mapped = apply_look(
+            look, source_image.rgb, bit_depth=source_image.bit_depth, mask=masks["apply"]
+        )
+    except RuntimeError as err:  # torch.cuda.OutOfMemoryError is a RuntimeError
+        if not _is_out_of_memory(err):
+            raise
+        if str(look.device) == "cpu":
+            raise TrainingError(
+                f"out of memory applying the map ({_first_line(err)})", "use a smaller image"
+            ) from err
+        # The map is small: the device is full of something else. Finish on the CPU.
+        _release_device_memory()
+        warnings.append(
+            f"out of device memory applying the map ({_first_line(err)}); applied on the CPU"
+        )
+        look = Look(fitted.map.cpu(), space, config.strength, config.preserve_luminance, "cpu")
+        mapped = apply_look(
+            look, source_image.rgb, bit_depth=source_image.bit_depth, mask=masks["apply"]
+        )
+    if not _all_finite(mapped):
+        raise TrainingError(
+            "the fitted map gives non-finite colours; nothing was written",
+            "try another --seed, --loss or --smoothness",
+        )
     warnings += save_image(
         output, mapped, alpha=source_image.alpha, like=source_image, quality=config.quality
     )
+    if save_map is not None:
+        fit_settings = {
+            k: getattr(config, k)
+            for k in ("model", "loss", "steps", "samples", "smoothness", "init", "seed")
+        }
+        info = {
+            "fit": fit_settings,
+            "source": fingerprint(source, source_image.size),
+            "target": fingerprint(target, target_image.size),
+        }
+        for name, path in (("source_mask", source_mask), ("target_mask", target_mask)):
+            if path is not None:
+                info[name] = fingerprint(path)
+        write_map(save_map, look, info)
+    if lut is not None:
+        export_lut(look, lut, lut_size)
 
-    mapped_samples = mapped.reshape(-1, 3)
-    if has_alpha:
-        mapped_samples = mapped_samples[source_image.alpha.reshape(-1) > 0]
-
-    def summary_sw2(a: np.ndarray) -> float:
+    def summary_sw2(a: np.ndarray, alpha: np.ndarray | None = None) -> float:
         # A quick summary, not the benchmark: 64 directions on 16384 pixels take ~0.1 s.
         rng = np.random.default_rng(config.seed)
-        return sliced_w2(a, y, rng, n_projections=64, n=16384)
+        return sliced_w2(_subsample(a, alpha, 16384, rng), y, rng, n_projections=64, n=16384)
 
     metrics = {
-        "sliced_w2": summary_sw2(mapped_samples),
+        "sliced_w2": summary_sw2(mapped, source_image.alpha),
         "sliced_w2_before": summary_sw2(x),
-        "rms_displacement": float(np.sqrt(np.mean(np.sum((mapped - source_image.rgb) ** 2, -1)))),
+        "rms_displacement": _rms_distance(mapped, source_image.rgb),
     }
     losses = fitted.history["loss"]
     return TransferResult(
@@ -410,4 +598,6 @@ def transfer(
         final_loss=float(np.mean(losses[-20:])) if losses else 0.0,
         metrics=metrics,
         warnings=warnings,
+        saved_map=None if save_map is None else Path(save_map),
+        lut=None if lut is None else Path(lut),
     )

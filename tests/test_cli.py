@@ -25,6 +25,7 @@ from otcolor.models import MODELS
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--steps", "5", "--samples", "200", "--device", "cpu"]
 JSON_KEYS = {"output", "model", "loss", "device", "seed", "steps", "seconds", "fit_seconds",
+             "saved_map", "lut",
              "final_loss", "metrics", "warnings", "versions"}
 
 runner = CliRunner()
@@ -224,7 +225,7 @@ def test_invalid_options_exit_2(tmp_path: Path, images: tuple[Path, Path], bad: 
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, object]]:
     seen: list[dict[str, object]] = []
 
-    def fake(source, target, output, config=None, *, force=False, callback=None):  # noqa: ANN001
+    def fake(source, target, output, config=None, *, force=False, callback=None, **extras):  # noqa: ANN001
         seen.append(dict(source=source, target=target, output=output, config=config, force=force))
         for step in range(1, config.steps + 1):
             callback(step, {"loss": 1.0 / step})

@@ -177,14 +177,15 @@ def test_sixteen_bit_png_keeps_alpha_and_metadata(tmp_path: Path) -> None:
     assert np.allclose(reopened.info["dpi"], (300, 150), atol=0.05)  # pHYs is per metre
 
 
-def test_sixteen_bit_rgb_png_warns(tmp_path: Path) -> None:
+def test_sixteen_bit_rgb_png_is_read_at_full_depth(tmp_path: Path) -> None:
+    # Pillow reduces these to 8 bits; otcolor's own reader keeps all 16.
     samples = (np.arange(4 * 3 * 3).reshape(4, 3, 3) * 1000).astype(">u2")
     raw = b"".join(b"\x00" + row.tobytes() for row in samples)
     (tmp_path / "in.png").write_bytes(png_bytes(3, 4, 16, 2, raw))
 
     image = load_image(tmp_path / "in.png")
-    assert image.bit_depth == 8
-    assert any("16-bit input reduced to 8-bit" in w for w in image.warnings)
+    assert image.bit_depth == 16 and not image.warnings
+    assert np.array_equal(np.round(image.rgb * 65535).astype(np.uint16), samples)
 
 
 def test_cmyk_without_profile_warns(tmp_path: Path) -> None:

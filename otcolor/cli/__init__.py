@@ -5,4 +5,7 @@ from __future__ import annotations
 __all__ = ["DeviceName", "InitName", "LossName", "ModelName", "app", "main"]
 
 from . import transfer_cmd  # noqa: F401  (registers ``otcolor transfer``)
+from . import mnist_cmd  # noqa: F401  (registers ``otcolor mnist``)
+from . import maps_cmd  # noqa: F401  (registers ``otcolor apply``, ``lut`` and ``video``)
+from . import bench_cmd  # noqa: F401  (registers ``otcolor bench ...``)
 from ._app import DeviceName, InitName, LossName, ModelName, app, main

@@ -90,8 +90,17 @@ class _Group(TyperGroup):
         debug = bool(ctx.params.get("debug"))
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, *_CLICK_ERRORS):
+        except (typer.Exit, typer.Abort):
             raise
+        except _CLICK_ERRORS as err:
+            # Typer draws a bad option or path in a multi-line panel; the rule is one
+            # grep-able line for every anticipated failure. Help requests stay as they are.
+            if debug or type(err).__name__ == "NoArgsIsHelpError":
+                raise
+            context = getattr(err, "ctx", None)
+            hint = f" (see '{context.command_path} --help')" if context is not None else ""
+            print_error(" ".join(err.format_message().split()) + hint)
+            raise typer.Exit(err.exit_code) from None
         except OtcolorError as err:
             if debug:
                 raise

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -27,6 +28,78 @@ from ._app import (
 )
 
 _DEFAULTS = transfer_lib.TransferConfig()
+
+
+# Options of issue 5 (looks, masks, map and LUT outputs), shared with otcolor.cli.maps_cmd.
+class SpaceName(str, Enum):
+    r"""Colour spaces a map is fitted and applied in (:data:`otcolor.color.SPACES`)."""
+
+    rgb = "rgb"
+    lab = "lab"
+
+
+_LOOK = "Look"
+SpaceOption = Annotated[
+    SpaceName,
+    typer.Option(
+        help="Fit and apply in sRGB, or in CIELAB (D65, exact both ways).",
+        rich_help_panel=_LOOK,
+    ),
+]
+StrengthOption = Annotated[
+    float,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="t in x + t (T(x) - x): 0 leaves the image as it is, 1 applies the full map.",
+        rich_help_panel=_LOOK,
+    ),
+]
+LuminanceOption = Annotated[
+    bool,
+    typer.Option(
+        "--preserve-luminance",
+        help="Keep each pixel's lightness (CIELAB L*); take only the mapped colour's chroma.",
+        rich_help_panel=_LOOK,
+    ),
+]
+MaskOption = Annotated[
+    Path | None,
+    typer.Option(
+        exists=True,
+        dir_okay=False,
+        help="Mask image of the same size (white = yes).",
+        rich_help_panel="Masks",
+    ),
+]
+SaveMapOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--save-map",
+        dir_okay=False,
+        help="Also save the fitted look as a map file (.otmap) for apply, lut and video.",
+        rich_help_panel="Outputs",
+    ),
+]
+LutOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--lut",
+        dir_okay=False,
+        help="Also write the look as a 3-D LUT: .cube, or .png for a HaldCLUT.",
+        rich_help_panel="Outputs",
+    ),
+]
+LutSizeOption = Annotated[
+    int | None,
+    typer.Option(
+        "--lut-size",
+        min=2,
+        help="LUT points per axis (default 33 for .cube, 64 for Hald).",
+        show_default=False,
+        rich_help_panel="Outputs",
+    ),
+]
 
 
 @app.command(epilog=EPILOG)
@@ -93,10 +166,35 @@ def transfer(
         int | None,
         typer.Option(
             min=1,
-            help="Largest accepted input, in pixels (decompression-bomb guard).",
+            help=(
+                "Largest accepted input, in pixels (width x height of each input, read from "
+                "the header before any pixel is decoded; decompression-bomb guard). Default: "
+                "Pillow's limit, 89,478,485. Raise it only for files you trust: a transfer "
+                "holds about 30 bytes per source pixel."
+            ),
             rich_help_panel="Input",
         ),
     ] = _DEFAULTS.max_pixels,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help=(
+                "Fail (exit 5) when the learned map fits worse than the closed-form Gaussian "
+                "map, instead of falling back to it with a warning."
+            ),
+            rich_help_panel="Model",
+        ),
+    ] = _DEFAULTS.strict,
+    space: SpaceOption = SpaceName(_DEFAULTS.space),
+    strength: StrengthOption = _DEFAULTS.strength,
+    preserve_luminance: LuminanceOption = _DEFAULTS.preserve_luminance,
+    source_mask: MaskOption = None,
+    target_mask: MaskOption = None,
+    apply_mask: MaskOption = None,
+    save_map: SaveMapOption = None,
+    lut: LutOption = None,
+    lut_size: LutSizeOption = None,
     json_output: Annotated[
         bool,
         typer.Option("--json", help="Print one JSON object on stdout, nothing else."),
@@ -124,6 +222,10 @@ def transfer(
         seed=seed,
         quality=quality,
         max_pixels=max_pixels,
+        strict=strict,
+        space=space.value,
+        strength=strength,
+        preserve_luminance=preserve_luminance,
     )
 
     stderr = stderr_console()
@@ -135,7 +237,18 @@ def transfer(
             progress.update(task, completed=step, info=f"loss {logs['loss']:.4g}")
 
         result = transfer_lib.transfer(
-            source, target, output, config, force=force, callback=callback
+            source,
+            target,
+            output,
+            config,
+            force=force,
+            callback=callback,
+            source_mask=source_mask,
+            target_mask=target_mask,
+            apply_mask=apply_mask,
+            save_map=save_map,
+            lut=lut,
+            lut_size=lut_size,
         )
 
     if json_output:

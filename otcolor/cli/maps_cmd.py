@@ -1,0 +1,302 @@
+r"""``otcolor apply``, ``otcolor lut`` and ``otcolor video``: reuse one fitted look everywhere."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from .. import lut as lut_lib
+from .. import mapfile
+from .. import transfer as transfer_lib
+from .. import video as video_lib
+from ._app import (
+    EPILOG,
+    DeviceName,
+    LossName,
+    ModelName,
+    app,
+    json_safe,
+    make_progress,
+    stderr_console,
+    versions,
+)
+from .transfer_cmd import (
+    _LOOK,
+    LuminanceOption,
+    SaveMapOption,
+    SpaceName,
+    SpaceOption,
+)
+
+_DEFAULTS = transfer_lib.TransferConfig()
+
+
+class LutFormat(str, Enum):
+    r"""3-D LUT file formats."""
+
+    cube = "cube"
+    hald = "hald"
+
+
+def _warn(warnings: list[str]) -> None:
+    stderr = stderr_console()
+    for warning in warnings:
+        stderr.print(f"[yellow]Warning:[/] {escape(warning)}", soft_wrap=True)
+
+
+def _emit(result: object, **extra: object) -> None:
+    payload = {**dataclasses.asdict(result), **extra, "versions": versions()}  # type: ignore[call-overload]
+    typer.echo(json.dumps(json_safe(payload)))
+
+
+@app.command(epilog=EPILOG)
+def apply(
+    map_file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="Saved map (.otmap).")
+    ],
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(exists=True, help="Images, or folders of images (not recursive)."),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o", help="Output image (one input) or folder (several, or a folder)."
+        ),
+    ],
+    strength: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Override the map's strength: t in x + t (T(x) - x).",
+            show_default=False,
+            rich_help_panel=_LOOK,
+        ),
+    ] = None,
+    apply_mask: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="Apply only where this mask (the images' size) is white; grey blends.",
+            rich_help_panel="Masks",
+        ),
+    ] = None,
+    quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")] = 95,
+    max_pixels: Annotated[
+        int | None, typer.Option(min=1, help="Largest accepted input, in pixels.")
+    ] = _DEFAULTS.max_pixels,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Overwrite existing outputs (never an input).")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    r"""Apply a saved map to images: exactly what transfer wrote for its source, on the CPU."""
+
+    progress = make_progress("applying", console=stderr_console(), disable=json_output or quiet)
+    with progress:
+        task = progress.add_task("apply", total=None, info="")
+
+        def callback(done: int, total: int, path: Path) -> None:
+            progress.update(task, completed=done, total=total, info=escape(path.name))
+
+        result = mapfile.apply_map(
+            map_file,
+            inputs,
+            output,
+            strength=strength,
+            apply_mask=apply_mask,
+            force=force,
+            quality=quality,
+            max_pixels=max_pixels,
+            callback=callback,
+        )
+    if json_output:
+        _emit(result)
+        return
+    if not quiet:
+        rate = result.megapixels / max(result.apply_seconds, 1e-9)
+        typer.echo(
+            f"{len(result.outputs)} image(s), {result.megapixels:.1f} MP in "
+            f"{result.seconds:.2f} s (mapping {rate:.0f} MP/s) -> {result.outputs[0]}"
+            + (" ..." if len(result.outputs) > 1 else "")
+        )
+    _warn(result.warnings)
+
+
+@app.command(epilog=EPILOG)
+def lut(
+    map_file: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="Saved map (.otmap).")
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The LUT: .cube, or .png for a HaldCLUT.")
+    ],
+    size: Annotated[
+        int | None,
+        typer.Option(
+            min=2,
+            help="Points per axis: 17, 33 (default) or 65 for .cube; 64 (default) for Hald.",
+            show_default=False,
+        ),
+    ] = None,
+    fmt: Annotated[
+        LutFormat | None,
+        typer.Option(
+            "--format", help="cube or hald (default: from the extension).", show_default=False
+        ),
+    ] = None,
+    strength: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=1.0, help="Override the map's strength.", show_default=False),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
+) -> None:
+    r"""Bake a saved map into a 3-D LUT for ffmpeg (lut3d), Resolve, Premiere, OCIO, G'MIC..."""
+
+    from ..image import check_output_path
+
+    check_output_path(output, [map_file], force=force, image=False)
+    format_name, size = lut_lib.check_lut(output, fmt.value if fmt else None, size)
+    look = mapfile.load_map(map_file).look.with_strength(strength)
+    lut_lib.export_lut(look, output, size, format_name)
+    if json_output:
+        payload = {
+            "output": str(output),
+            "format": format_name,
+            "size": size,
+            "strength": look.strength,
+            "space": look.space,
+            "versions": versions(),
+        }
+        typer.echo(json.dumps(json_safe(payload)))
+        return
+    typer.echo(f"{format_name} LUT, {size} points per axis -> {output}")
+
+
+@app.command(epilog=EPILOG)
+def video(
+    source: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="Input clip (any ffmpeg input).")
+    ],
+    reference: Annotated[
+        Path | None,
+        typer.Argument(
+            exists=True, dir_okay=False, help="Image whose colours are wanted (or use --map)."
+        ),
+    ] = None,
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="Output clip; its extension picks the container."),
+    ] = Path("out.mp4"),
+    map_file: Annotated[
+        Path | None,
+        typer.Option("--map", exists=True, dir_okay=False, help="Apply this saved map instead."),
+    ] = None,
+    fit_frames: Annotated[
+        int, typer.Option(min=1, help="Frames, spread over the clip, sampled for the fit.")
+    ] = 16,
+    model: Annotated[ModelName, typer.Option(rich_help_panel="Model")] = ModelName(
+        _DEFAULTS.model
+    ),
+    loss: Annotated[LossName, typer.Option(rich_help_panel="Model")] = LossName(_DEFAULTS.loss),
+    steps: Annotated[
+        int | None, typer.Option(min=1, show_default=False, rich_help_panel="Model")
+    ] = None,
+    samples: Annotated[int, typer.Option(min=1, rich_help_panel="Model")] = _DEFAULTS.samples,
+    smoothness: Annotated[
+        float, typer.Option(min=0.0, rich_help_panel="Model")
+    ] = _DEFAULTS.smoothness,
+    device: Annotated[DeviceName, typer.Option(rich_help_panel="Model")] = DeviceName(
+        _DEFAULTS.device
+    ),
+    seed: Annotated[int, typer.Option(min=0, rich_help_panel="Model")] = _DEFAULTS.seed,
+    space: SpaceOption = SpaceName.rgb,
+    strength: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="t in x + t (T(x) - x) (default 1, or the map's).",
+            show_default=False,
+            rich_help_panel=_LOOK,
+        ),
+    ] = None,
+    preserve_luminance: LuminanceOption = False,
+    save_map: SaveMapOption = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    r"""Recolour a clip with ONE map (fitted on frames across it, or --map): no flicker.
+
+    Needs ffmpeg and ffprobe on PATH (exit 2 when missing). Audio is copied.
+    """
+
+    from ..errors import UsageError
+
+    if (reference is None) == (map_file is None):
+        raise UsageError("give a REFERENCE image or --map, not both or neither")
+    config = transfer_lib.TransferConfig(
+        model=model.value,
+        loss=loss.value,
+        steps=steps,
+        samples=samples,
+        smoothness=smoothness,
+        device=device.value,
+        seed=seed,
+        space=space.value,
+        strength=1.0 if strength is None else strength,
+        preserve_luminance=preserve_luminance,
+    )
+    look = None
+    if map_file is not None:
+        look = mapfile.load_map(map_file).look.with_strength(strength)
+    progress = make_progress("video", console=stderr_console(), disable=json_output or quiet)
+    with progress:
+        fit_task = progress.add_task("fit", total=config.total_steps, info="fitting")
+        frame_task = progress.add_task("frames", total=None, info="frames", visible=False)
+
+        def on_fit(step: int, logs: dict[str, float]) -> None:
+            progress.update(fit_task, completed=step, info=f"loss {logs['loss']:.4g}")
+
+        def on_frame(done: int, total: int | None) -> None:
+            progress.update(fit_task, visible=False)
+            progress.update(frame_task, visible=True, completed=done, total=total)
+
+        result = video_lib.transfer_video(
+            source,
+            reference,
+            output,
+            look=look,
+            config=config,
+            fit_frames=fit_frames,
+            force=force,
+            save_map=save_map,
+            fit_callback=on_fit,
+            frame_callback=on_frame,
+        )
+    if json_output:
+        _emit(result)
+        return
+    if not quiet:
+        typer.echo(
+            f"{result.frames} frames {result.width}x{result.height} in {result.seconds:.1f} s "
+            f"({result.colours:,} distinct colours mapped) -> {result.output}"
+        )
+    _warn(result.warnings)

@@ -1,0 +1,423 @@
+r"""Video: one look for a whole clip, applied to every frame through ffmpeg pipes.
+
+The map is fitted once, on pixels pooled from frames spread across the clip (or loaded from a
+map file), and every frame goes through the same :class:`otcolor.color.ColorTable`: a colour
+gets the same output in every frame, so the result cannot flicker. ffmpeg decodes the frames to
+raw 8-bit RGB (its default YUV to RGB conversion), otcolor maps them, and ffmpeg encodes them
+(H.264, CRF 18, yuv420p when libx264 is available); the audio streams are then copied from the
+input unchanged.
+"""
+
+from __future__ import annotations
+
+__all__ = ["VideoInfo", "VideoResult", "find_ffmpeg", "probe_video", "transfer_video"]
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from .color import ColorTable, Look, apply_look, to_space
+from .errors import InputError, OutputError, UsageError
+from .image import check_output_path, load_image, sample_pixels
+
+_HINT_FFMPEG = "install ffmpeg (e.g. 'apt install ffmpeg' or 'brew install ffmpeg') and retry"
+
+
+@dataclass
+class VideoInfo:
+    r"""What ffprobe says about a clip's first video stream."""
+
+    width: int
+    height: int
+    fps: str  # a rational, e.g. "30000/1001"
+    frames: int | None  # None when the container does not say
+    audio: bool
+
+
+@dataclass
+class VideoResult:
+    r"""What ``otcolor video`` did: the ``--json`` output."""
+
+    output: Path
+    frames: int
+    width: int
+    height: int
+    fps: str
+    audio: bool  # whether audio was copied
+    fitted: bool  # False when the map came from a file
+    seconds: float
+    fit_seconds: float
+    colours: int  # distinct colours mapped (each evaluated once for the whole clip)
+    warnings: list[str] = field(default_factory=list)
+    saved_map: Path | None = None
+
+
+def find_ffmpeg() -> tuple[str, str]:
+    r"""The paths of ``ffmpeg`` and ``ffprobe``.
+
+    Raises:
+        UsageError: either is missing (exit code 2).
+    """
+
+    ffmpeg, ffprobe = shutil.which("ffmpeg"), shutil.which("ffprobe")
+    if ffmpeg is None or ffprobe is None:
+        missing = "ffmpeg" if ffmpeg is None else "ffprobe"
+        raise UsageError(f"{missing} was not found on PATH; video needs it", _HINT_FFMPEG)
+    return ffmpeg, ffprobe
+
+
+def probe_video(path: str | os.PathLike[str], ffprobe: str) -> VideoInfo:
+    r"""Reads the size, frame rate, frame count and audio presence of a clip.
+
+    Raises:
+        InputError: the file is missing or has no video stream ffprobe can read.
+    """
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    command = [
+        ffprobe,
+        "-v",
+        "error",
+        "-show_entries",
+        "stream=codec_type,width,height,r_frame_rate,nb_frames",
+        "-of",
+        "json",
+        str(path),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise InputError(f"{path}: cannot read video: {_last_line(done.stderr)}")
+    try:
+        streams = json.loads(done.stdout).get("streams", [])
+    except json.JSONDecodeError as err:
+        raise InputError(f"{path}: cannot read video (ffprobe output unreadable)") from err
+    video = next((s for s in streams if s.get("codec_type") == "video"), None)
+    if video is None or not video.get("width"):
+        raise InputError(f"{path}: no video stream")
+    frames = str(video.get("nb_frames", ""))
+    fps = str(video.get("r_frame_rate", "25/1"))
+    with contextlib.suppress(ValueError, ZeroDivisionError):
+        if Fraction(fps) <= 0:
+            fps = "25/1"
+    return VideoInfo(
+        width=int(video["width"]),
+        height=int(video["height"]),
+        fps=fps,
+        frames=int(frames) if frames.isdigit() and int(frames) > 0 else None,
+        audio=any(s.get("codec_type") == "audio" for s in streams),
+    )
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "ffmpeg failed"
+
+
+@contextlib.contextmanager
+def _decoder(
+    ffmpeg: str, path: Path, info: VideoInfo, extra: list[str] | None = None
+) -> Iterator[Iterator[np.ndarray]]:
+    r"""Yields an iterator over the frames of a clip, each :math:`(H, W, 3)` uint8."""
+
+    command = [
+        ffmpeg,
+        "-v",
+        "error",
+        "-nostdin",
+        "-i",
+        str(path),
+        *(extra or []),
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-",
+    ]
+    errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed in the finally below)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors)
+    size = info.width * info.height * 3
+
+    def frames() -> Iterator[np.ndarray]:
+        assert process.stdout is not None
+        while True:
+            data = process.stdout.read(size)
+            if len(data) < size:
+                break
+            yield np.frombuffer(data, np.uint8).reshape(info.height, info.width, 3)
+
+    try:
+        yield frames()
+        process.wait()
+        if process.returncode != 0:
+            errors.seek(0)
+            message = _last_line(errors.read().decode(errors="replace"))
+            raise InputError(f"{path}: cannot decode video: {message}")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stdout is not None:
+            process.stdout.close()
+        errors.close()
+
+
+def _sample_frames(
+    ffmpeg: str, path: Path, info: VideoInfo, count: int, per_frame: int, seed: int
+) -> np.ndarray:
+    r"""Pixels drawn from ``count`` frames spread evenly over the clip, :math:`(N, 3)` float32."""
+
+    step = max(1, (info.frames or count) // count)
+    select = [
+        "-vf",
+        f"select=not(mod(n\\,{step}))",
+        "-fps_mode",
+        "passthrough",
+        "-frames:v",
+        str(count),
+    ]
+    rng = np.random.default_rng(seed)
+    pools = []
+    with _decoder(ffmpeg, path, info, select) as frames:
+        for frame in frames:
+            flat = frame.reshape(-1, 3)
+            picks = rng.choice(flat.shape[0], size=min(per_frame, flat.shape[0]), replace=False)
+            pools.append(flat[picks].astype(np.float32) / 255)
+    if not pools:
+        raise InputError(f"{path}: no frame could be decoded")
+    return np.concatenate(pools)
+
+
+def transfer_video(
+    source: str | os.PathLike[str],
+    reference: str | os.PathLike[str] | None,
+    output: str | os.PathLike[str],
+    *,
+    look: Look | None = None,
+    config: object | None = None,
+    fit_frames: int = 16,
+    force: bool = False,
+    save_map: str | os.PathLike[str] | None = None,
+    fit_callback: Callable[[int, dict[str, float]], None] | None = None,
+    frame_callback: Callable[[int, int | None], None] | None = None,
+) -> VideoResult:
+    r"""Recolours a clip with one look: fitted from ``reference`` or given as ``look``.
+
+    Arguments:
+        source: the input clip.
+        reference: the image whose colours are wanted (``None`` when ``look`` is given).
+        output: the output clip; its extension picks the container.
+        look: a look to apply instead of fitting one.
+        config: a :class:`otcolor.transfer.TransferConfig` for the fit.
+        fit_frames: how many frames, spread over the clip, the fit samples pixels from.
+        force: replace an existing output (never an input).
+        save_map: also write the fitted look as a map file.
+        fit_callback: called as ``callback(step, logs)`` during the fit.
+        frame_callback: called as ``callback(done, total)`` after each frame (total may be
+            ``None`` when the container does not give a frame count).
+
+    Raises:
+        UsageError: ffmpeg is missing (exit code 2), or bad paths.
+        InputError: the clip or reference cannot be read (exit code 3).
+        OutputError: the output cannot be written (exit code 4).
+    """
+
+    from .mapfile import fingerprint
+    from .mapfile import save_map as write_map
+    from .transfer import TransferConfig, fit_color_map
+
+    if (look is None) == (reference is None):
+        raise UsageError("give either a reference image or a map file")
+    config = config if config is not None else TransferConfig()
+    assert isinstance(config, TransferConfig)
+    start = time.perf_counter()
+    source, output = Path(source), Path(output)
+    ffmpeg, ffprobe = find_ffmpeg()
+    inputs = [source, *([reference] if reference is not None else [])]
+    check_output_path(output, inputs, force=force, image=False)
+    if save_map is not None:
+        check_output_path(save_map, [*inputs, output], force=force, image=False)
+    info = probe_video(source, ffprobe)
+    warnings: list[str] = []
+
+    fit_seconds = 0.0
+    if look is None:
+        assert reference is not None
+        target = load_image(reference, max_pixels=config.max_pixels)
+        warnings += target.warnings
+        per_frame = -(-config.samples // fit_frames)
+        x = _sample_frames(ffmpeg, source, info, fit_frames, per_frame, config.seed)
+        rng = np.random.default_rng(config.seed)
+        if x.shape[0] > config.samples:
+            x = x[rng.choice(x.shape[0], config.samples, replace=False)]
+        y = sample_pixels(target, config.samples, rng)
+        fitted = fit_color_map(
+            to_space(x, config.space), to_space(y, config.space), config, fit_callback
+        )
+        warnings += fitted.warnings
+        fit_seconds = fitted.seconds
+        look = Look(
+            fitted.map, config.space, config.strength, config.preserve_luminance, fitted.device
+        )
+        if save_map is not None:
+            fit_settings = {
+                k: getattr(config, k)
+                for k in ("model", "loss", "steps", "samples", "smoothness", "init", "seed")
+            }
+            info_extra = {
+                "fit": {**fit_settings, "fit_frames": fit_frames},
+                "source": fingerprint(source, (info.width, info.height)),
+                "target": fingerprint(reference, target.size),
+            }
+            write_map(save_map, look, info_extra)
+
+    table = ColorTable(look)
+    done, audio = _encode(ffmpeg, source, output, info, table, frame_callback)
+    if info.audio and not audio:
+        warnings.append(f"{output}: the audio could not be copied into this container")
+    return VideoResult(
+        output=output,
+        frames=done,
+        width=info.width,
+        height=info.height,
+        fps=info.fps,
+        audio=audio,
+        fitted=reference is not None,
+        seconds=time.perf_counter() - start,
+        fit_seconds=fit_seconds,
+        colours=table.count,
+        warnings=warnings,
+        saved_map=None if save_map is None else Path(save_map),
+    )
+
+
+def _has_encoder(ffmpeg: str, name: str) -> bool:
+    done = subprocess.run(
+        [ffmpeg, "-hide_banner", "-encoders"], capture_output=True, text=True, check=False
+    )
+    return any(line.split()[1:2] == [name] for line in done.stdout.splitlines())
+
+
+def _encode(
+    ffmpeg: str,
+    source: Path,
+    output: Path,
+    info: VideoInfo,
+    table: ColorTable,
+    callback: Callable[[int, int | None], None] | None,
+) -> tuple[int, bool]:
+    r"""Maps every frame and writes ``output`` atomically; returns the frames and whether
+    audio was copied."""
+
+    codec = (
+        ["-c:v", "libx264", "-crf", "18", "-pix_fmt", "yuv420p"]
+        if _has_encoder(ffmpeg, "libx264")
+        else []
+    )
+    suffix = output.suffix
+    video_tmp = _temp_path(output, suffix)
+    final_tmp = _temp_path(output, suffix)
+    command = [
+        ffmpeg,
+        "-v",
+        "error",
+        "-nostdin",
+        "-y",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-s",
+        f"{info.width}x{info.height}",
+        "-framerate",
+        info.fps,
+        "-i",
+        "-",
+        *codec,
+        str(video_tmp),
+    ]
+    errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed in the finally below)
+    done = 0
+    try:
+        encoder = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors
+        )
+        assert encoder.stdin is not None
+        try:
+            with _decoder(ffmpeg, source, info) as frames:
+                for frame in frames:
+                    mapped = apply_look(table.look, frame, table=table, as_uint8=True)
+                    try:
+                        encoder.stdin.write(mapped.tobytes())
+                    except BrokenPipeError:
+                        break
+                    done += 1
+                    if callback is not None:
+                        callback(done, info.frames)
+            with contextlib.suppress(BrokenPipeError):
+                encoder.stdin.close()
+            encoder.wait()
+        finally:
+            if encoder.poll() is None:
+                encoder.kill()
+                encoder.wait()
+        if done == 0:
+            raise InputError(f"{source}: no frame could be decoded")
+        if encoder.returncode != 0:
+            errors.seek(0)
+            message = _last_line(errors.read().decode(errors="replace"))
+            raise OutputError(f"{output}: ffmpeg could not encode: {message}")
+
+        audio = False
+        if info.audio:
+            mux = [
+                ffmpeg,
+                "-v",
+                "error",
+                "-nostdin",
+                "-y",
+                "-i",
+                str(video_tmp),
+                "-i",
+                str(source),
+                "-map",
+                "0:v:0",
+                "-map",
+                "1:a?",
+                "-c",
+                "copy",
+                str(final_tmp),
+            ]
+            audio = subprocess.run(mux, capture_output=True, check=False).returncode == 0
+        os.replace(final_tmp if audio else video_tmp, output)
+        return done, audio
+    finally:
+        errors.close()
+        for path in (video_tmp, final_tmp):
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def _temp_path(output: Path, suffix: str) -> Path:
+    r"""A fresh temporary file next to ``output`` with its extension (ffmpeg picks the
+    container from it)."""
+
+    try:
+        fd, name = tempfile.mkstemp(
+            prefix=f".{output.stem}.otcolor-tmp-", suffix=suffix, dir=output.parent
+        )
+    except OSError as err:
+        raise OutputError(f"{output}: cannot create a file: {err.strerror or err}") from err
+    os.close(fd)
+    return Path(name)

@@ -1,0 +1,53 @@
+r"""Tests of the pixel benchmark: a short run on tiny images with both baselines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from otcolor.bench.pixels import PixelsBenchConfig, resolve_pair, run_pixels, score_output
+from otcolor.errors import UsageError
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> tuple[Path, Path]:
+    y, x = np.mgrid[0:20, 0:30] / np.array([19.0, 29.0])[:, None, None]
+    warm = np.stack([0.6 + 0.4 * x, 0.3 + 0.3 * y, 0.1 + 0.1 * x * y], axis=-1)
+    cool = np.random.default_rng(0).uniform([0.0, 0.2, 0.5], [0.3, 0.6, 1.0], (20, 30, 3))
+    source, target = tmp_path / "source.png", tmp_path / "target.png"
+    Image.fromarray(np.round(warm * 255).astype(np.uint8)).save(source)
+    Image.fromarray(np.round(cool * 255).astype(np.uint8)).save(target)
+    return source, target
+
+
+def test_short_run_with_baselines(images: tuple[Path, Path]) -> None:
+    config = PixelsBenchConfig(steps=5, samples=300, device="cpu")
+    report = run_pixels(*images, models=["cmgn", "icnn"], losses=["sliced"], config=config)
+    assert [(r.model, r.loss) for r in report.results] == [("cmgn", "sliced"), ("icnn", "sliced")]
+    assert [r.model for r in report.baselines] == ["mkl", "emd"]
+    for result in [*report.results, *report.baselines]:
+        assert {"w2_ratio", "cost_ratio", "violations", "amp999"} <= set(result.metrics)
+    # Monotone by construction: no reordered colour pairs (8-bit rounding aside).
+    assert all(r.metrics["violations"] < 1e-3 for r in report.results)
+    assert report.reference["identity"]["cost_ratio"] == pytest.approx(0.0, abs=1e-12)
+    assert report.samples["mapped"][("mkl", "-")].shape[1] == 3
+
+
+def test_identity_scores_as_the_untouched_source(images: tuple[Path, Path]) -> None:
+    src = np.asarray(Image.open(images[0]), dtype=np.float64) / 255
+    tgt = np.asarray(Image.open(images[1]), dtype=np.float64) / 255
+    scores = score_output(src, src, tgt)
+    assert scores["cost_ratio"] == 0.0 and scores["violations"] == 0.0
+    assert scores["amp999"] <= 1.0 + 1e-12  # the identity amplifies nothing
+
+
+def test_one_image_alone_and_unknown_pairs_are_usage_errors(images: tuple[Path, Path]) -> None:
+    with pytest.raises(UsageError):
+        run_pixels(images[0], None, config=PixelsBenchConfig(steps=1, device="cpu"))
+    with pytest.raises(UsageError):
+        resolve_pair("nope")
+    with pytest.raises(UsageError):
+        PixelsBenchConfig(baselines=("magic",))

@@ -1,0 +1,113 @@
+r"""Tests of otcolor.mapfile: the .otmap format round trips exactly and refuses bad files."""
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from otcolor.cli import app
+from otcolor.color import Look
+from otcolor.errors import InputError
+from otcolor.mapfile import FORMAT_VERSION, load_map, save_map
+from otcolor.models import AffineMap, build_model
+from otcolor.transfer import COLOR_MODELS, ColorMap, ConstantMap
+
+COLOURS = np.random.default_rng(0).uniform(0, 1, (3000, 3)).astype(np.float32)
+
+
+def _color_map(name: str) -> torch.nn.Module:
+    if name == "constant":
+        return ConstantMap(torch.tensor([0.2, 0.5, 0.7]))
+    if name == "affine":
+        inner: torch.nn.Module = AffineMap(torch.diag(torch.tensor([1.2, 0.9, 0.8])), torch.ones(3) * 0.1)
+    else:
+        inner = build_model(name, 3, **COLOR_MODELS[name])
+    return ColorMap(inner, torch.tensor([0.4, 0.5, 0.6]), 0.21).eval()
+
+
+@pytest.mark.parametrize("name", ["cmgn", "mmgn", "icnn", "affine", "constant"])
+def test_save_load_round_trip_is_exact(tmp_path: Path, name: str) -> None:
+    look = Look(_color_map(name), "lab", 0.75, True)
+    path = tmp_path / "look.otmap"
+    save_map(path, look, {"source": {"name": "a.png"}})
+    loaded = load_map(path)
+    assert (loaded.look.space, loaded.look.strength, loaded.look.preserve_luminance) == (
+        "lab", 0.75, True
+    )
+    assert np.array_equal(loaded.look(COLOURS), look(COLOURS))
+    assert loaded.metadata["format_version"] == int(FORMAT_VERSION)
+    assert loaded.metadata["source"] == {"name": "a.png"}
+    assert set(loaded.metadata["versions"]) == {"otcolor", "torch", "numpy"}
+
+
+def test_file_is_in_the_safetensors_layout(tmp_path: Path) -> None:
+    path = tmp_path / "look.otmap"
+    save_map(path, Look(_color_map("cmgn")))
+    data = path.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    assert n % 8 == 0
+    header = json.loads(data[8 : 8 + n])
+    assert header["__metadata__"]["format"] == "otcolor-map"
+    ends = sorted(v["data_offsets"][1] for k, v in header.items() if k != "__metadata__")
+    assert ends[-1] == len(data) - 8 - n
+    safetensors = pytest.importorskip("safetensors.numpy")
+    tensors = safetensors.load_file(str(path))
+    assert tensors["model.W"].shape == (64, 3)
+
+
+def _corrupt(data: bytes, how: str) -> bytes:
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    if how == "truncated":
+        return data[:-7]
+    if how == "short":
+        return data[:5]
+    if how == "garbage":
+        return b"\x00" * 8 + b"not json at all"
+    if how == "huge header":
+        return struct.pack("<Q", 1 << 40) + data[8:]
+    if how == "trailing":
+        return data + b"\x00\x00\x00\x00"
+    if how == "version":
+        header["__metadata__"]["format_version"] = "99"
+    elif how == "format":
+        header["__metadata__"]["format"] = "something-else"
+    elif how == "shape":
+        header["model.W"]["shape"] = [32, 3]  # no longer matches its byte range
+    elif how == "model":
+        header["__metadata__"]["model"] = "os.system"
+    elif how == "config":
+        header["__metadata__"]["model_config"] = json.dumps({"hidden_features": 10**9})
+    text = json.dumps(header).encode()
+    return struct.pack("<Q", len(text)) + text + data[8 + n :]
+
+
+@pytest.mark.parametrize(
+    "how",
+    ["truncated", "short", "garbage", "huge header", "trailing", "version", "format", "shape",
+     "model", "config"],
+)
+def test_bad_files_give_one_line_errors(tmp_path: Path, how: str) -> None:
+    good = tmp_path / "good.otmap"
+    save_map(good, Look(_color_map("cmgn")))
+    bad = tmp_path / "bad.otmap"
+    bad.write_bytes(_corrupt(good.read_bytes(), how))
+    with pytest.raises(InputError) as caught:
+        load_map(bad)
+    assert "\n" not in str(caught.value) and str(bad) in str(caught.value)
+    if how == "version":
+        assert "version '99'" in str(caught.value)
+
+    image = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.new("RGB", (4, 3), (10, 20, 30)).save(image)
+    result = CliRunner().invoke(app, ["apply", str(bad), str(image), "-o", str(tmp_path / "o.png")])
+    assert result.exit_code == 3
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: ")
+    assert not (tmp_path / "o.png").exists()

@@ -1,0 +1,77 @@
+r"""Tests of ``otcolor video`` on a tiny clip that ffmpeg generates (skipped without ffmpeg)."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from otcolor.cli import app
+
+runner = CliRunner()
+FFMPEG = shutil.which("ffmpeg") is not None and shutil.which("ffprobe") is not None
+needs_ffmpeg = pytest.mark.skipif(not FFMPEG, reason="ffmpeg is not installed")
+
+
+def _frames(path: Path) -> np.ndarray:
+    raw = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True, check=True,
+    ).stdout
+    return np.frombuffer(raw, np.uint8).reshape(-1, 48, 64, 3)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    tmp = tmp_path_factory.mktemp("video")
+    source, reference = tmp / "clip.mp4", tmp / "ref.png"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=1.5",
+         "-f", "lavfi", "-i", "sine=frequency=440:duration=1.5", "-c:v", "libx264", "-pix_fmt",
+         "yuv420p", "-c:a", "aac", "-shortest", str(source)],
+        check=True,
+    )
+    rng = np.random.default_rng(0)
+    ref = rng.uniform([0.6, 0.3, 0.0], [1.0, 0.6, 0.3], (40, 40, 3))
+    Image.fromarray(np.round(ref * 255).astype(np.uint8)).save(reference)
+    return source, reference
+
+
+@needs_ffmpeg
+@pytest.mark.slow
+def test_video_fits_once_and_keeps_frames_and_audio(clip: tuple[Path, Path], tmp_path: Path) -> None:
+    source, reference = clip
+    output, look = tmp_path / "out.mp4", tmp_path / "look.otmap"
+    args = ["video", str(source), str(reference), "-o", str(output), "--steps", "5", "--samples",
+            "1000", "--device", "cpu", "--fit-frames", "4", "--save-map", str(look), "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert payload["frames"] == 15 and payload["audio"] is True and payload["fitted"] is True
+    before, after = _frames(source), _frames(output)
+    assert after.shape == before.shape
+    # warmer, as the reference: red up, blue down
+    assert after[..., 0].mean() > before[..., 0].mean() + 10
+    assert after[..., 2].mean() < before[..., 2].mean() - 10
+
+    again = tmp_path / "again.mp4"
+    result = runner.invoke(app, ["video", str(source), "--map", str(look), "-o", str(again)])
+    assert result.exit_code == 0, result.stderr
+    assert np.array_equal(_frames(again), after)  # same map, same frames, same bytes
+    exists = runner.invoke(app, ["video", str(source), "--map", str(look), "-o", str(again)])
+    assert exists.exit_code == 2 and "--force" in exists.stderr
+
+
+def test_missing_ffmpeg_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    source, reference = tmp_path / "in.mp4", tmp_path / "ref.png"
+    source.write_bytes(b"not really a video")
+    Image.new("RGB", (4, 4)).save(reference)
+    result = runner.invoke(app, ["video", str(source), str(reference), "-o", str(tmp_path / "o.mp4")])
+    assert result.exit_code == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "ffmpeg" in lines[0] and lines[0].startswith("Error: ")
