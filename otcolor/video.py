@@ -4,7 +4,7 @@ The map is fitted once, on pixels pooled from frames spread across the clip (or 
 map file), and every frame goes through the same :class:`otcolor.color.ColorTable`: a colour
 gets the same output in every frame, so the result cannot flicker. ffmpeg decodes the frames to
 raw 8-bit RGB (its default YUV to RGB conversion), otcolor maps them, and ffmpeg encodes them
-(H.264, CRF 18, yuv420p when libx264 is available); the audio streams are then copied from the
+(H.264, CRF 18, yuv420p when libx264 is available, yuv444p for odd frame sizes); the audio streams are then copied from the
 input unchanged.
 """
 
@@ -283,6 +283,11 @@ def transfer_video(
             write_map(save_map, look, info_extra)
 
     table = ColorTable(look)
+    if info.width % 2 or info.height % 2:
+        warnings.append(
+            f"{source}: {info.width}x{info.height} frames are odd-sized, so they are encoded "
+            "4:4:4 (4:2:0 needs even sizes); some players cannot play that"
+        )
     done, audio = _encode(ffmpeg, source, output, info, table, frame_callback)
     if info.audio and not audio:
         warnings.append(f"{output}: the audio could not be copied into this container")
@@ -320,8 +325,10 @@ def _encode(
     r"""Maps every frame and writes ``output`` atomically; returns the frames and whether
     audio was copied."""
 
+    # 4:2:0 is what every player reads, but it halves both sizes: odd frames need 4:4:4.
+    chroma = "yuv444p" if info.width % 2 or info.height % 2 else "yuv420p"
     codec = (
-        ["-c:v", "libx264", "-crf", "18", "-pix_fmt", "yuv420p"]
+        ["-c:v", "libx264", "-crf", "18", "-pix_fmt", chroma]
         if _has_encoder(ffmpeg, "libx264")
         else []
     )

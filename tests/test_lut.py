@@ -14,7 +14,7 @@ from otcolor.cli import app
 from otcolor.color import Look, apply_look
 from otcolor.errors import UsageError
 from otcolor.image import load_image
-from otcolor.lut import bake_lut, check_lut, export_lut, read_cube
+from otcolor.lut import bake_lut, check_lut, export_lut, fit_lut, interpolation_matrix, read_cube
 from otcolor.mapfile import load_map
 
 runner = CliRunner()
@@ -97,8 +97,53 @@ def test_hald_holds_the_table(fitted: tuple[Path, Path, Path], tmp_path: Path) -
     assert result.exit_code == 0, result.stderr
     hald = load_image(path)
     assert hald.size == (64, 64) and hald.bit_depth == 16
-    table = bake_lut(load_map(map_file).look, 16)
+    table = fit_lut(load_map(map_file).look, 16)
     assert np.abs(hald.rgb.reshape(16, 16, 16, 3) - table).max() <= 0.5 / 65535 + 1e-7
+
+
+class Affine(torch.nn.Module):
+    """An affine map that stays inside the cube, so no clipping bends it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = torch.tensor([[0.5, 0.1, 0.0], [0.0, 0.6, 0.1], [0.1, 0.0, 0.4]])
+        return x @ a.T + torch.tensor([0.1, 0.2, 0.3])
+
+
+class Curved(torch.nn.Module):
+    """Squares of convex mixtures of the channels: curved everywhere, inside the cube."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mix = torch.tensor([[0.6, 0.3, 0.1], [0.2, 0.6, 0.2], [0.1, 0.3, 0.6]])
+        return 0.1 + 0.8 * (x @ mix.T) ** 2
+
+
+@pytest.mark.parametrize("kind", ["tetrahedral", "trilinear"])
+def test_interpolation_matrix_reads_affine_tables_exactly(kind: str) -> None:
+    look = Look(Affine())
+    table = bake_lut(look, 5).reshape(-1, 3).astype(np.float64)
+    rng = np.random.default_rng(1)
+    points = np.concatenate([rng.uniform(0, 1, (500, 3)), np.eye(3), np.ones((1, 3))])
+    read = interpolation_matrix(points, 5, kind)
+    assert np.allclose(np.asarray(read.sum(1)).ravel(), 1.0)
+    assert read.shape == (len(points), 125) and (read.getnnz(1) <= {"tetrahedral": 4, "trilinear": 8}[kind]).all()
+    assert np.abs(read @ table - look(points.astype(np.float32))).max() < 1e-5
+    if kind == "trilinear":  # the same reader as the test's own
+        assert np.allclose(read @ table, trilinear(table.reshape(5, 5, 5, 3), points))
+
+
+def test_fitted_lut_is_exact_for_affine_maps_and_closer_for_curved_ones() -> None:
+    affine = Look(Affine())
+    assert np.abs(fit_lut(affine, 5, points=33) - bake_lut(affine, 5)).max() < 1e-5
+    look = Look(Curved())
+    points = np.random.default_rng(2).uniform(0, 1, (20000, 3)).astype(np.float32)
+    exact = look(points)
+    for kind in ("tetrahedral", "trilinear"):
+        read = interpolation_matrix(points, 9, kind)
+        errors = {
+            name: np.sqrt(((read @ t.reshape(-1, 3) - exact) ** 2).mean())
+            for name, t in (("nodes", bake_lut(look, 9)), ("fit", fit_lut(look, 9, points=49)))
+        }
+        assert errors["fit"] < 0.6 * errors["nodes"], errors
 
 
 def test_bad_lut_requests() -> None:
@@ -112,6 +157,8 @@ def test_bad_lut_requests() -> None:
         check_lut("look.cube", None, 300)
     assert check_lut("look.cube") == ("cube", 33)
     assert check_lut("look.png") == ("hald", 64)
+    with pytest.raises(UsageError):
+        export_lut(Look(Swap()), "look.cube", 5, method="spline")
 
 
 def test_transfer_writes_the_lut_too(fitted: tuple[Path, Path, Path], tmp_path: Path) -> None:

@@ -75,3 +75,26 @@ def test_missing_ffmpeg_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Mon
     assert result.exit_code == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "ffmpeg" in lines[0] and lines[0].startswith("Error: ")
+
+
+@needs_ffmpeg
+def test_odd_sized_frames_are_encoded(clip: tuple[Path, Path], tmp_path: Path) -> None:
+    _, reference = clip
+    source, output = tmp_path / "odd.mp4", tmp_path / "out.mp4"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=33x25:rate=5:duration=0.6",
+         "-c:v", "libx264", "-pix_fmt", "yuv444p", str(source)],
+        check=True,
+    )
+    args = ["video", str(source), str(reference), "-o", str(output), "--steps", "3", "--samples",
+            "500", "--device", "cpu", "--fit-frames", "2", "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert (payload["width"], payload["height"]) == (33, 25)
+    assert any("odd-sized" in w for w in payload["warnings"])
+    raw = subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(output), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True, check=True,
+    ).stdout
+    assert len(raw) == payload["frames"] * 33 * 25 * 3

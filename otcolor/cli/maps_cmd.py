@@ -44,6 +44,13 @@ class LutFormat(str, Enum):
     hald = "hald"
 
 
+class LutMethod(str, Enum):
+    r"""How LUT entries are chosen (:data:`otcolor.lut.LUT_METHODS`)."""
+
+    fit = "fit"
+    nodes = "nodes"
+
+
 def _warn(warnings: list[str]) -> None:
     stderr = stderr_console()
     for warning in warnings:
@@ -160,6 +167,13 @@ def lut(
         float | None,
         typer.Option(min=0.0, max=1.0, help="Override the map's strength.", show_default=False),
     ] = None,
+    method: Annotated[
+        LutMethod,
+        typer.Option(
+            help="fit: entries whose interpolation best matches the map over the whole cube "
+            "(least squares); nodes: the map sampled at the grid points.",
+        ),
+    ] = LutMethod.fit,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else.")
     ] = False,
@@ -172,12 +186,13 @@ def lut(
     check_output_path(output, [map_file], force=force, image=False)
     format_name, size = lut_lib.check_lut(output, fmt.value if fmt else None, size)
     look = mapfile.load_map(map_file).look.with_strength(strength)
-    lut_lib.export_lut(look, output, size, format_name)
+    lut_lib.export_lut(look, output, size, format_name, method.value)
     if json_output:
         payload = {
             "output": str(output),
             "format": format_name,
             "size": size,
+            "method": method.value,
             "strength": look.strength,
             "space": look.space,
             "versions": versions(),
