@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from otcolor.bench.gmm import GMMBenchConfig, run_gmm, seed_mixtures
+from otcolor.bench.gmm import GMM_MODELS, GMMBenchConfig, run_gmm, seed_mixtures
 
 
 def test_seed_mixtures_sample_the_documented_components() -> None:
@@ -35,4 +35,7 @@ def test_short_run_scores_models_and_baselines() -> None:
     for result in report.results:
         assert np.isfinite(result.metrics["w2_ratio"]) and result.metrics["cost_ratio"] > 0
         assert result.settings["init"].startswith("identity")
+        # The record names the architecture and the steps it really ran with.
+        assert result.settings["model"] == GMM_MODELS[result.model]
+        assert result.settings["steps"] == 15
     assert report.samples["mapped"][("cmgn", "sliced")].shape == (300, 2)
