@@ -102,7 +102,8 @@ def scatter_panels(
     handles, labels = grid[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, markerscale=4, frameon=False)
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    # Room for the legend below the x labels: a fixed height, whatever the number of rows.
+    fig.tight_layout(rect=(0, 0.45 / fig.get_figheight(), 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
