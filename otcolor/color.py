@@ -30,6 +30,8 @@ __all__ = [
     "to_space",
 ]
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,6 +45,9 @@ SPACES: tuple[str, ...] = ("rgb", "lab")
 
 #: Rows per forward pass of a map; every pass has exactly this many (see the module docstring).
 BLOCK = 4096
+
+#: Threads for the per-pixel passes of :func:`apply_look` (memory-bound: more do not help).
+_WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 # sRGB (D65) to CIE XYZ, IEC 61966-2-1. The white point is taken as M @ (1, 1, 1), so that
 # sRGB white is L = 100, a = b = 0 exactly, and the inverse is the exact matrix inverse.
@@ -246,9 +251,19 @@ class ColorTable:
         unseen = keys[self.index[keys] < 0]
         if unseen.size == 0:
             return
-        present = np.zeros(1 << 24, bool)
-        present[unseen] = True
-        new = np.flatnonzero(present).astype(np.uint32)  # sorted, without a sort
+        if unseen.size < 1 << 16:
+            new = np.unique(unseen)  # a few new colours: sorting them is cheaper than a table
+        else:
+            present = np.zeros(1 << 24, bool)
+            present[unseen] = True
+            new = np.flatnonzero(present).astype(np.uint32)  # sorted, without a sort
+        self.insert(new)
+
+    def insert(self, new: np.ndarray) -> None:
+        r"""Evaluates the look on ``new``: keys not in the table yet, sorted, without repeats."""
+
+        if new.size == 0:
+            return
         colours = np.stack([new & 255, (new >> 8) & 255, new >> 16], -1).astype(np.float32) / 255
         mapped = self.look(colours)  # (D, 3) float32 in [0, 1]
         # Exactly what save_image does to float pixels, so both routes give the same bytes.
@@ -306,26 +321,48 @@ def apply_look(
     eight = rgb.dtype == np.uint8 or bit_depth == 8
     uint8_out = as_uint8 and eight and mask is None
     out = np.empty((height * width, 3), np.uint8 if uint8_out else np.float32)
-    if eight and table is None:
-        table = ColorTable(look)
     weights = None if mask is None else mask.reshape(-1).astype(np.float32)
-    for begin in range(0, flat.shape[0], chunk):
-        part = flat[begin : begin + chunk]
-        if eight:
-            assert table is not None
+    starts = range(0, flat.shape[0], chunk)
+
+    def blend(begin: int, part: np.ndarray, mapped: np.ndarray) -> np.ndarray:
+        if weights is None:
+            return mapped
+        x = part.astype(np.float32) / 255 if part.dtype == np.uint8 else part
+        w = weights[begin : begin + chunk, None]
+        return x + w * (mapped - x)
+
+    if not eight:
+        for begin in starts:
+            part = flat[begin : begin + chunk]
+            out[begin : begin + chunk] = blend(begin, part, look(part))
+        return out.reshape(height, width, 3)
+
+    table = ColorTable(look) if table is None else table
+    index, packed = table.index, table.packed
+
+    present = np.zeros(1 << 24, bool)
+
+    def mark(begin: int) -> None:
+        present[keys_of(flat[begin : begin + chunk])] = True  # threads only ever write True
+
+    # Two passes over the pixels, chunks split across threads (NumPy releases the GIL in these
+    # loops): first mark the colours present, evaluate those the table lacks in one batch, then
+    # look every pixel up. Keys are computed twice rather than kept (4 bytes a pixel); the
+    # table, and so every output value, does not depend on the chunking or the threads.
+    with ThreadPoolExecutor(_WORKERS) as pool:
+        list(pool.map(mark, starts))
+        present &= index < 0
+        table.insert(np.flatnonzero(present).astype(np.uint32))
+        del present
+        values = None if uint8_out else table.values()
+
+        def lookup(begin: int) -> None:
+            part = flat[begin : begin + chunk]
             keys = keys_of(part)
-            table.update(keys)
-            if uint8_out:
-                out[begin : begin + chunk] = (
-                    table.packed[keys].view(np.uint8).reshape(-1, 4)[:, :3]
-                )
-                continue
-            mapped = table.values()[table.index[keys]]
-        else:
-            mapped = look(part)
-        if weights is not None:
-            x = part.astype(np.float32) / 255 if part.dtype == np.uint8 else part
-            w = weights[begin : begin + chunk, None]
-            mapped = x + w * (mapped - x)
-        out[begin : begin + chunk] = mapped
+            if values is None:
+                out[begin : begin + chunk] = packed[keys].view(np.uint8).reshape(-1, 4)[:, :3]
+            else:
+                out[begin : begin + chunk] = blend(begin, part, values[index[keys]])
+
+        list(pool.map(lookup, starts))
     return out.reshape(height, width, 3)
