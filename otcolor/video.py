@@ -4,8 +4,8 @@ The map is fitted once, on pixels pooled from frames spread across the clip (or 
 map file), and every frame goes through the same :class:`otcolor.color.ColorTable`: a colour
 gets the same output in every frame, so the result cannot flicker. ffmpeg decodes the frames to
 raw 8-bit RGB (its default YUV to RGB conversion), otcolor maps them, and ffmpeg encodes them
-(H.264, CRF 18, yuv420p when libx264 is available, yuv444p for odd frame sizes); the audio streams are then copied from the
-input unchanged.
+(H.264, CRF 18, yuv420p when libx264 is available, yuv444p for odd frame sizes); the audio
+streams are then copied from the input unchanged.
 """
 
 from __future__ import annotations
