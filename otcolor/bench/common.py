@@ -18,7 +18,6 @@ __all__ = [
 import json
 import os
 import platform
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 
 from ..errors import OutputError, UsageError
+from ..image import write_atomically
 from ..losses import LOSSES
 from ..models import MODELS
 
@@ -174,16 +174,14 @@ def check_out_dir(out: str | os.PathLike[str] | None, names: Iterable[str], forc
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    r"""Writes ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
+    r"""Writes UTF-8 ``text`` to ``path`` as :func:`otcolor.image.write_atomically` does
+    (synced temporary file, then a rename: never half-written).
 
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    Raises:
+        OutputError: the file cannot be written.
+    """
+
+    write_atomically(path, lambda fp: fp.write(text.encode("utf-8")))
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:

@@ -19,11 +19,9 @@ __all__ = [
     "predict",
 ]
 
-import contextlib
 import math
 import os
 import pickle
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,6 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import OutputError
+from ..image import write_atomically
 
 
 class Classifier(nn.Module):
@@ -170,31 +169,14 @@ def load_or_train_classifier(
 
 
 def atomic_torch_save(obj: object, path: Path) -> None:
-    r"""``torch.save(obj, path)`` through a synced temporary file in the same folder and a
-    rename, so ``path`` never holds a partial file; new files get the usual permissions.
+    r"""``torch.save(obj, path)`` through :func:`otcolor.image.write_atomically` (a synced
+    temporary file in the same folder, then a rename): ``path`` never holds a partial file.
 
     Raises:
         OutputError: the file cannot be written.
     """
 
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.otcolor-tmp-", dir=path.parent)
-    except OSError as err:
-        raise OutputError(f"{path}: cannot create a file: {err.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as fp:
-            torch.save(obj, fp)
-            fp.flush()
-            os.fsync(fp.fileno())
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except OSError as err:
-        raise OutputError(f"{path}: cannot write: {err.strerror}") from None
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    write_atomically(path, lambda fp: torch.save(obj, fp))
 
 
 def frechet_distance(a: Tensor, b: Tensor) -> float:
