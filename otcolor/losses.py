@@ -13,6 +13,7 @@ __all__ = [
     "GaussianKL",
     "SlicedW2",
     "WassersteinGP",
+    "WeightedSlicedW2",
     "build_loss",
     "jacobian_penalty",
     "ot_assignment",
@@ -173,6 +174,111 @@ def _quantiles(sorted_values: Tensor, n: int) -> Tensor:
     return torch.lerp(sorted_values[:, low], sorted_values[:, high], position - low)
 
 
+class WeightedSlicedW2(nn.Module):
+    r"""Creates the sliced :math:`W_2^2` between weighted atoms and a whole weighted target.
+
+    .. math::
+        \ell = \frac{D}{K} \sum_{k=1}^{K} \sum_{i} w_i
+        \big(\theta_k^\top T(x_i) - \bar q_{k,i}\big)^2, \quad
+        \bar q_{k,i} = \frac{1}{w_i} \int_{a_{k,i}}^{a_{k,i} + w_i} F^{-1}_{\theta_k^\top \nu}(u)\, du
+
+    where atom :math:`i` holds the quantile interval :math:`[a_{k,i}, a_{k,i} + w_i]` of the
+    mapped atoms' projections on :math:`\theta_k` (sorting is the 1-D OT plan), and
+    :math:`\bar q_{k,i}` is the mean of the target's projections over that interval. Up to a
+    constant this is the exact 1-D :math:`W_2^2` between the mapped atoms and the *whole* target
+    :math:`\nu`, not a sample of it, and its minimiser along one direction is
+    :math:`\bar q`: a semi-discrete sliced loss, with no sampling noise to fit.
+
+    The directions are the axes and ``rotations - 1`` random rotations of them; the factor
+    :math:`D/K` makes one rotation's terms add up to a squared distance in :math:`\mathbb{R}^D`.
+    The target side (sorted projections, cumulative weights, prefix sums) is built once, on the
+    CPU in float64: the interval means subtract prefix sums of up to millions of terms.
+
+    Arguments:
+        target: the target atoms, with shape :math:`(M, D)`.
+        target_weights: their weights, with shape :math:`(M,)`, summing to one.
+        rotations: how many orthonormal bases of directions (the first is the axes).
+        generator: draws the random rotations.
+    """
+
+    def __init__(
+        self,
+        target: Tensor,
+        target_weights: Tensor,
+        rotations: int = 8,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        d = target.shape[1]
+        bases = [torch.eye(d, dtype=torch.float64)]
+        for _ in range(rotations - 1):
+            q, r = torch.linalg.qr(torch.randn(d, d, generator=generator, dtype=torch.float64))
+            bases.append(q * torch.sign(torch.diagonal(r)))
+        self.theta = torch.cat(bases, 1)  # (D, K), float64 on the CPU
+        y = target.detach().cpu().double()
+        w = target_weights.detach().cpu().double()
+        values, order = (y @ self.theta).mT.sort(dim=-1)  # (K, M)
+        weights = w[order]
+        self.values = values
+        self.cumulative = weights.cumsum(-1)  # (K, M), inclusive
+        self.cumulative[:, -1] = 1.0  # the last quantile ends exactly at one
+        self.prefix = (weights * values).cumsum(-1)  # (K, M)
+        # With a leading zero, so that index k - 1 = -1 reads "nothing done yet".
+        self._start = nn.functional.pad(self.cumulative, (1, 0))  # (K, M + 1)
+        self._done = nn.functional.pad(self.prefix, (1, 0))  # (K, M + 1)
+        self.target_mean = w @ y  # (D,)
+        centered = y - self.target_mean
+        self.target_covariance = (centered * w[:, None]).mT @ centered  # (D, D)
+
+    def interval_means(self, projected: Tensor, weights: Tensor, rows: slice = slice(None)) -> Tensor:
+        r"""Returns :math:`\bar q`: the target's mean over each atom's quantile interval.
+
+        Arguments:
+            projected: the atoms' projections on directions ``rows``, with shape :math:`(K, N)`.
+            weights: the atoms' weights, with shape :math:`(N,)`.
+            rows: which directions of the bank ``projected`` holds.
+
+        Returns:
+            :math:`\bar q`, with shape :math:`(K, N)`, float64 on the CPU.
+        """
+
+        p = projected.detach().cpu().double()
+        w = weights.detach().cpu().double()
+        order = p.argsort(dim=-1)
+        sorted_w = w[order]  # (K, N)
+        high = sorted_w.cumsum(-1)
+        high = high / high[:, -1:]
+        # Atom i's interval ends where atom i+1's begins: one integral per boundary.
+        area = torch.diff(self._integral(high, rows), dim=-1, prepend=torch.zeros_like(high[:, :1]))
+        means = area / sorted_w.clamp(min=1e-300)
+        return torch.empty_like(means).scatter_(1, order, means)
+
+    def _integral(self, u: Tensor, rows: slice) -> Tensor:
+        r"""Returns :math:`\int_0^u F^{-1}(s)\, ds` per direction, :math:`(K, N) \to (K, N)`."""
+
+        values = self.values[rows]
+        k = torch.searchsorted(self.cumulative[rows], u.contiguous()).clamp_(max=values.shape[1] - 1)
+        start, done = self._start[rows].gather(1, k), self._done[rows].gather(1, k)
+        return done + (u - start) * values.gather(1, k)
+
+    def forward(self, mapped: Tensor, weights: Tensor) -> Tensor:
+        r"""
+        Arguments:
+            mapped: :math:`T(x)`, with shape :math:`(N, D)`.
+            weights: :math:`w`, with shape :math:`(N,)`, summing to one.
+
+        Returns:
+            The loss :math:`\ell`, a scalar.
+        """
+
+        theta = self.theta.to(mapped)
+        projected = (mapped @ theta).mT  # (K, N)
+        matched = self.interval_means(projected, weights).to(mapped)
+        w = weights.to(mapped)
+        scale = mapped.shape[1] / theta.shape[1]
+        return scale * ((projected - matched).square() * w).sum()
+
+
 def ot_assignment(source: Tensor, target: Tensor) -> Tensor:
     r"""Returns the exact optimal transport plan between two equal-size samples, as a permutation.
 
@@ -234,7 +340,9 @@ class ExactOT(nn.Module):
         return (mapped - target[sigma]).square().sum(-1).mean()
 
 
-def jacobian_penalty(model: nn.Module, x: Tensor, power: float = 3.0) -> Tensor:
+def jacobian_penalty(
+    model: nn.Module, x: Tensor, power: float = 3.0, weights: Tensor | None = None
+) -> Tensor:
     r"""Returns the power mean of the squared Frobenius norms of the map's Jacobians.
 
     .. math::
@@ -249,12 +357,15 @@ def jacobian_penalty(model: nn.Module, x: Tensor, power: float = 3.0) -> Tensor:
             has one (see :meth:`otcolor.models.GradientMap.jacobian`).
         x: points, with shape :math:`(N, D)`.
         power: :math:`p \geq 1`.
+        weights: weights of the points summing to one (weighted atoms); uniform by default.
     """
 
     # Closed form where the model has one (C-MGN), autograd otherwise.
     jacobian = model.jacobian(x) if hasattr(model, "jacobian") else autograd_jacobian(model, x)
     frobenius = jacobian.square().sum((1, 2))  # (N,)
-    return frobenius.pow(power).mean().pow(1 / power)
+    if weights is None:
+        return frobenius.pow(power).mean().pow(1 / power)
+    return (frobenius.pow(power) * weights.to(frobenius)).sum().pow(1 / power)
 
 
 class Critic(nn.Module):

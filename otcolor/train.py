@@ -6,6 +6,7 @@ __all__ = [
     "FitConfig",
     "RegressionConfig",
     "fit",
+    "fit_lbfgs",
     "fit_regression",
     "resolve_device",
 ]
@@ -190,17 +191,15 @@ def fit_regression(
     targets: Tensor,
     config: RegressionConfig | None = None,
     callback: Callback | None = None,
+    weights: Tensor | None = None,
 ) -> dict[str, list[float]]:
     r"""Fits ``model(inputs) ≈ targets`` in least squares, plus a smoothness penalty.
 
-    Minimises :math:`\frac1N \sum_i \|T(x_i) - t_i\|^2 + \lambda R(x)` with
-    :math:`R` the :func:`~otcolor.losses.jacobian_penalty`, by full-batch L-BFGS, one iteration
-    per step. Used to distil an optimal transport plan (``targets[i]`` the point ``inputs[i]`` is
-    sent to) into a monotone map: the least-squares fit of a plan by a gradient of a convex
-    function is the natural estimate of its Brenier map.
-
-    A trial point where the objective is not finite is rejected like one that does not
-    decrease it: the line search halves the step and the last good parameters are kept.
+    Minimises :math:`\sum_i w_i \|T(x_i) - t_i\|^2 + \lambda R(x)` (:math:`w_i = 1/N` unless
+    ``weights`` are given) with :math:`R` the :func:`~otcolor.losses.jacobian_penalty`, by
+    full-batch L-BFGS, one iteration per step. Used to distil an optimal transport plan
+    (``targets[i]`` the point ``inputs[i]`` is sent to) into a monotone map: the least-squares fit
+    of a plan by a gradient of a convex function is the natural estimate of its Brenier map.
 
     Arguments:
         model: the map, :math:`(N, D) \to (N, D)`.
@@ -208,18 +207,61 @@ def fit_regression(
         targets: :math:`t`, with shape :math:`(N, D)`.
         config: the training settings.
         callback: called after every iteration with the step (from 1) and its logs.
+        weights: :math:`w`, with shape :math:`(N,)`, summing to one; uniform by default.
 
     Returns:
-        The logs, ``{"loss": [...], "mse": [...]}``, one entry per iteration.
+        The logs, ``{"loss": [...], "fit": [...]}``, one entry per iteration.
 
     Raises:
         TrainingError: if the objective is not finite at the starting point.
     """
 
     config = config or RegressionConfig()
-    params = [p for p in model.parameters() if p.requires_grad]
     probe = inputs[: config.penalty_points]  # a fixed subset keeps the objective deterministic
-    history: dict[str, list[float]] = {"loss": [], "mse": []}
+    w = None if weights is None else weights.to(inputs)
+
+    def mse() -> Tensor:
+        squared = (model(inputs) - targets).square().sum(-1)
+        return squared.mean() if w is None else (squared * w).sum()
+
+    return fit_lbfgs(model, mse, config, probe, callback)
+
+
+def fit_lbfgs(
+    model: nn.Module,
+    loss: Callable[[], Tensor],
+    config: RegressionConfig,
+    probe: Tensor | None = None,
+    callback: Callback | None = None,
+    first_step: int = 1,
+    probe_weights: Tensor | None = None,
+) -> dict[str, list[float]]:
+    r"""Minimises ``loss()`` :math:`+ \lambda R(\text{probe})` over the model's parameters by
+    full-batch L-BFGS (``config.steps`` iterations, :math:`\lambda` = ``config.smoothness``).
+
+    ``loss`` must be a deterministic function of the parameters (full batch, fixed directions):
+    the line search compares its values. A trial point where the objective is not finite is
+    rejected like one that does not decrease it: the step is halved and the last good
+    parameters are kept.
+
+    Arguments:
+        model: the map.
+        loss: evaluates the fit term at the model's current parameters, a scalar.
+        config: the settings (steps, smoothness, L-BFGS memory).
+        probe: the points of the smoothness penalty, with shape :math:`(P, D)`.
+        callback: called after every iteration with its step and logs.
+        first_step: the number the first iteration reports (to chain stages on one bar).
+        probe_weights: weights of the probe points (summing to one); uniform by default.
+
+    Returns:
+        The logs, ``{"loss": [...], "fit": [...]}``: the objective and its fit term.
+
+    Raises:
+        TrainingError: if the objective is not finite at the start or the parameters end so.
+    """
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    history: dict[str, list[float]] = {"loss": [], "fit": []}
     latest: dict[str, float] = {}
 
     def objective(theta: Tensor) -> tuple[Tensor, Tensor]:
@@ -227,26 +269,26 @@ def fit_regression(
             vector_to_parameters(theta, params)
         for p in params:
             p.grad = None
-        mse = (model(inputs) - targets).square().sum(-1).mean()
-        value = mse
-        if config.smoothness:
+        fit_term = loss()
+        value = fit_term
+        if config.smoothness and probe is not None:
             value = value + config.smoothness * jacobian_penalty(
-                model, probe, config.penalty_power
+                model, probe, config.penalty_power, probe_weights
             )
         if not torch.isfinite(value):
             # Rejected by the line search (NaN fails every comparison); no gradient needed.
             return value.detach(), torch.zeros_like(theta)
         value.backward()
-        latest.update(loss=float(value.detach()), mse=float(mse.detach()))
+        latest.update(loss=float(value.detach()), fit=float(fit_term.detach()))
         grad = torch.cat([p.grad.reshape(-1) for p in params])
         return value.detach(), grad
 
     def report(step: int) -> None:
         # The last evaluation is the one at the point the line search accepted.
         history["loss"].append(latest["loss"])
-        history["mse"].append(latest["mse"])
+        history["fit"].append(latest["fit"])
         if callback is not None:
-            callback(step, dict(latest))
+            callback(first_step + step - 1, dict(latest))
 
     model.train()
     theta = _lbfgs(

@@ -25,6 +25,8 @@ from torch import Tensor, nn
 
 from .color import SPACES, Look, apply_look, to_space
 from .errors import TrainingError, UsageError
+from .atoms import WeightedColors, source_atoms, target_atoms
+from .estimate import EstimatorConfig, fit_brenier
 from .gaussian import bures_map, moments
 from .image import (
     DEFAULT_MAX_PIXELS,
@@ -35,7 +37,7 @@ from .image import (
     sample_pixels,
     save_image,
 )
-from .losses import LOSSES, SlicedW2, build_loss, ot_assignment
+from .losses import LOSSES, SlicedW2, WeightedSlicedW2, build_loss, ot_assignment
 from .metrics import sliced_w2
 from .models import MODELS, AffineMap, build_model
 from .train import FitConfig, RegressionConfig, fit, fit_regression, resolve_device
@@ -53,11 +55,21 @@ COLOR_MODELS: dict[str, dict[str, object]] = {
 #: Per-loss training defaults. ``ot`` counts L-BFGS iterations, the others Adam steps; the
 #: adversarial loss needs smaller steps than the others.
 LOSS_SETTINGS: dict[str, dict[str, float]] = {
-    "ot": {"steps": 200},
+    "ot": {"steps": 250},
     "sliced": {"steps": 600, "lr": 5e-2},
     "kl": {"steps": 600, "lr": 1e-2},
     "wgan": {"steps": 600, "lr": 1e-3},
 }
+
+#: Estimators of the OT map for loss ``ot`` (see :mod:`otcolor.estimate`): ``full`` fits the
+#: whole weighted colour distributions (the default), ``plan`` regresses onto a sampled exact plan.
+ESTIMATORS = {
+    "full": "weighted atoms, hm-mkl-hm start, full sliced W2 refinement",
+    "plan": "regression onto an exact OT plan of 4 x 1000 sampled pixels",
+}
+
+#: Share of the ``ot`` L-BFGS iterations that the ``full`` estimator spends on its start.
+START_SHARE = 0.7
 
 #: ``smoothness`` is given to users in units of this weight of the Jacobian penalty.
 SMOOTHNESS_UNIT = 1e-4
@@ -76,11 +88,16 @@ class TransferConfig:
     model: str = "cmgn"  # a key of otcolor.models.MODELS
     loss: str = "ot"  # a key of otcolor.losses.LOSSES
     steps: int | None = None  # None: the loss's default (LOSS_SETTINGS); independent of image size
-    samples: int = 50_000  # pixels drawn from each image (moments, sliced losses, final check)
-    pairs: int = 4000  # source/target pairs of the exact OT plan (loss "ot")
-    chunk: int = 1000  # the plan is solved exactly on chunks of this many pairs
+    samples: int = 1 << 20  # pixels drawn from each image (all of them up to a megapixel)
+    estimator: str = "full"  # loss "ot": a key of ESTIMATORS
+    atoms: int = 4000  # estimator "full": at most this many weighted source atoms
+    penalty_atoms: bool = False  # estimator "full": smoothness penalty on the weighted atoms
+    penalty_power: float = 3.0  # estimator "full": power mean of the smoothness penalty
+    rotations: int = 12  # estimator "full": bases of sliced directions (the axes + random ones)
+    pairs: int = 4000  # estimator "plan": source/target pairs of the exact OT plan
+    chunk: int = 1000  # estimator "plan": the plan is solved exactly on chunks of this many pairs
     batch_size: int = 4096  # pixels per step (Adam losses)
-    smoothness: float = 4.0  # trades closeness to the target for a smoother map (see README)
+    smoothness: float = 0.6  # trades closeness to the target for a smoother map (see README)
     init: str = "gaussian"  # "gaussian" (closed-form OT map) or "identity"
     fallback: bool = True  # use the closed-form Gaussian map when the learned one fits worse
     strict: bool = False  # a learned map worse than the Gaussian one is an error, not a fallback
@@ -99,9 +116,13 @@ class TransferConfig:
             raise UsageError(f"unknown model {self.model!r}", f"choose one of {sorted(MODELS)}")
         if self.loss not in LOSSES:
             raise UsageError(f"unknown loss {self.loss!r}", f"choose one of {sorted(LOSSES)}")
+        if self.estimator not in ESTIMATORS:
+            raise UsageError(
+                f"unknown estimator {self.estimator!r}", f"choose one of {sorted(ESTIMATORS)}"
+            )
         if self.init not in ("gaussian", "identity"):
             raise UsageError(f"unknown init {self.init!r}", "choose gaussian or identity")
-        for name in ("steps", "samples", "pairs", "chunk", "batch_size", "chunk_size"):
+        for name in ("steps", "samples", "atoms", "pairs", "chunk", "batch_size", "chunk_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"{name} must be at least 1, got {value}")
@@ -281,6 +302,38 @@ def _fit_color_map(
 
     generator = torch.Generator().manual_seed(config.seed + 1)
     smoothness = config.smoothness * SMOOTHNESS_UNIT
+    gaussian = AffineMap(A.float().to(device), b.float().to(device))
+    if config.loss == "ot" and config.estimator == "full":
+        rng = np.random.default_rng(config.seed)
+        source_set = source_atoms(xs.cpu().numpy(), config.atoms, rng)
+        target_set = target_atoms(ys.cpu().numpy())
+        loss_full = WeightedSlicedW2(
+            target_set.points, target_set.weights, config.rotations, generator=generator
+        )
+        source_set = WeightedColors(source_set.points.to(device), source_set.weights.to(device))
+        steps = config.total_steps
+        estimator = EstimatorConfig(
+            start_steps=round(START_SHARE * steps),
+            refine_steps=steps - round(START_SHARE * steps),
+            smoothness=smoothness,
+            penalty_atoms=config.penalty_atoms,
+            penalty_power=config.penalty_power,
+        )
+
+        def restart() -> None:
+            model.init_linear(A.float(), b.float(), center=m0.float(), nonlinear_scale=0.0)
+
+        history, scores = fit_brenier(
+            model, source_set, loss_full, gaussian, estimator, xs[:1000], callback, restart
+        )
+        if scores["restarted_from_gaussian"]:
+            warnings.append(
+                "the first fit was worse than the closed-form Gaussian map; "
+                "it was refitted from the Gaussian map"
+            )
+        color_map = ColorMap(model, center, scale).to(device)
+        color_map.eval()
+        return FittedMap(color_map, device, history, time.perf_counter() - start, warnings, scores)
     if config.loss == "ot":
         inputs, targets = ot_plan_pairs(xs, ys, config.pairs, config.chunk, generator)
         # The penalty's tail mean is as good on 1000 fixed points as on 4000, at a third of the
@@ -305,7 +358,6 @@ def _fit_color_map(
 
     # Never return something worse than the closed form: judge both maps on one fixed sliced-W2
     # evaluation (128 directions, 16384 pixels of each) and keep the better.
-    gaussian = AffineMap(A.float().to(device), b.float().to(device))
     judge = SlicedW2(
         generator=torch.Generator().manual_seed(0), reference=ys[:16384], directions=128
     )
@@ -561,7 +613,7 @@ def transfer(
     if save_map is not None:
         fit_settings = {
             k: getattr(config, k)
-            for k in ("model", "loss", "steps", "samples", "smoothness", "init", "seed")
+            for k in ("model", "loss", "estimator", "steps", "samples", "smoothness", "init", "seed")
         }
         info = {
             "fit": fit_settings,

@@ -89,3 +89,51 @@ def test_jacobian_penalty_of_linear_maps() -> None:
     assert torch.isclose(jacobian_penalty(lambda z: 2 * z, x), torch.tensor(12.0))
     A = torch.diag(torch.tensor([1.0, 2.0, 3.0]))
     assert torch.isclose(jacobian_penalty(lambda z: z @ A, x, power=1.0), torch.tensor(14.0))
+
+
+def _brute_interval_means(loss, projected, weights, grid: int = 200_000):
+    r"""q̄ by brute force: the target's quantile function on a fine grid, averaged per interval."""
+
+    from otcolor.losses import WeightedSlicedW2  # noqa: F401
+
+    s = (torch.arange(grid, dtype=torch.float64) + 0.5) / grid
+    out = torch.empty(projected.shape, dtype=torch.float64)
+    for k in range(projected.shape[0]):
+        quantile = loss.values[k][torch.searchsorted(loss.cumulative[k], s).clamp(max=loss.values.shape[1] - 1)]
+        order = projected[k].double().argsort()
+        edges = torch.cat([torch.zeros(1, dtype=torch.float64), weights.double()[order].cumsum(0)])
+        edges = edges / edges[-1]
+        for i, atom in enumerate(order):
+            inside = (s >= edges[i]) & (s < edges[i + 1])
+            out[k, atom] = quantile[inside].mean()
+    return out
+
+
+def test_weighted_sliced_interval_means_match_brute_force() -> None:
+    from otcolor.losses import WeightedSlicedW2
+
+    g = torch.Generator().manual_seed(0)
+    target, tw = torch.rand(300, 3, generator=g), torch.rand(300, generator=g)
+    loss = WeightedSlicedW2(target, tw / tw.sum(), rotations=2, generator=g)
+    atoms, w = torch.rand(40, 3, generator=g), torch.rand(40, generator=g)
+    w = w / w.sum()
+    projected = (atoms.double() @ loss.theta).mT
+    fast = loss.interval_means(projected, w)
+    assert torch.allclose(fast, _brute_interval_means(loss, projected, w), atol=2e-3)
+
+
+def test_weighted_sliced_is_zero_at_the_target_and_moves_towards_it() -> None:
+    from otcolor.losses import WeightedSlicedW2
+
+    g = torch.Generator().manual_seed(1)
+    target, tw = torch.rand(500, 3, generator=g), torch.rand(500, generator=g)
+    tw = tw / tw.sum()
+    loss = WeightedSlicedW2(target, tw, rotations=4, generator=g)
+    assert loss(target, tw) < 1e-12
+    # A shift by v adds |v|^2 (D/K scaling: each basis contributes one squared distance).
+    shift = torch.tensor([0.1, -0.2, 0.05])
+    assert torch.isclose(loss(target + shift, tw), shift.square().sum(), rtol=1e-5)
+    moved = (target + shift).requires_grad_()
+    loss(moved, tw).backward()
+    # The gradient points back along the shift.
+    assert torch.cosine_similarity(-(moved.grad * 1).sum(0), -shift, dim=0) > 0.99

@@ -103,7 +103,7 @@ def test_fit_regression_converges_and_reports_each_iteration() -> None:
         callback=lambda step, logs: seen.append(step),
     )
     assert seen == list(range(1, len(history["loss"]) + 1)) and 0 < len(seen) <= 40
-    assert history["mse"][-1] < 0.01 * history["mse"][0]
+    assert history["fit"][-1] < 0.01 * history["fit"][0]
 
 
 def test_fit_regression_smoothness_lowers_the_steepest_jacobians() -> None:

@@ -111,6 +111,7 @@ class BenchReport:
     reference: dict[str, Any] = field(default_factory=dict)  # problem facts, published numbers
     machine: dict[str, Any] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)  # written into --out
+    notes: str = ""  # Markdown appended to the results file (e.g. a per-pair table)
     #: Point clouds for the figures (source, target, mapped by (model, loss)); not in the JSON.
     samples: dict[str, Any] = field(default_factory=dict, repr=False)
 
@@ -229,6 +230,13 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
         ("cost_ratio", "cost_ratio", ".3f"),
         ("seconds", "seconds", ".1f"),
     ],
+    "known": [
+        ("median_psnr", "median PSNR dB", ".1f"),
+        ("min_psnr", "min PSNR dB", ".1f"),
+        ("median_rmse", "median RMSE", ".2f"),
+        ("max_p99", "worst p99", ".1f"),
+        ("seconds", "seconds", ".1f"),
+    ],
     "pixels": [
         ("w2_ratio", "w2_ratio", ".2f"),
         ("cost_ratio", "cost_ratio", ".3f"),
@@ -280,6 +288,8 @@ def markdown_table(report: BenchReport) -> str:
             f"device {m.get('device')}."
         ),
     ]
+    if report.notes:
+        lines += ["", report.notes.rstrip("\n")]
     return "\n".join(lines) + "\n"
 
 

@@ -62,6 +62,14 @@ class LossName(str, Enum):
     wgan = "wgan"
 
 
+class EstimatorName(str, Enum):
+    r"""Estimators of the OT map for loss ``ot``, the keys of
+    :data:`otcolor.transfer.ESTIMATORS`."""
+
+    full = "full"
+    plan = "plan"
+
+
 class InitName(str, Enum):
     r"""Starting points of the map."""
 

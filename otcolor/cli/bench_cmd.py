@@ -1,4 +1,4 @@
-r"""``otcolor bench gaussian|gmm|pixels``: benchmarks with known answers, one table each."""
+r"""``otcolor bench gaussian|gmm|pixels|known``: benchmarks with known answers, one table each."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from ._app import EPILOG, DeviceName, app, json_safe, make_progress, stderr_cons
 bench_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode="rich",
-    help="Benchmarks with known answers: Gaussians, Gaussian mixtures, image pixels.",
+    help="Benchmarks with known answers: Gaussians, Gaussian mixtures, image pixels, known maps.",
     epilog=EPILOG,
 )
 app.add_typer(bench_app, name="bench")
@@ -225,3 +225,53 @@ def pixels(
     models, losses = expand_models(model.value), expand_losses(loss.value, PIXEL_LOSSES)
     _run("pixels", "pixels", losses, True, out, force, json_output, quiet,
          lambda progress: run_pixels(source, target, models, losses, config, progress))  # fmt: skip
+
+
+@bench_app.command(epilog=EPILOG)
+def known(
+    model: Annotated[
+        BenchModel, typer.Option("--model", help="Map architecture, or all.")
+    ] = BenchModel.cmgn,
+    photo: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--photo",
+            help="A photo to build pairs from: a bundled name, skimage:NAME or a path "
+            "(repeatable; default: the six bundled photos).",
+            show_default=False,
+        ),
+    ] = None,
+    family: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--family",
+            help="A family of known maps: separable, scurve, palette (repeatable; default all).",
+            show_default=False,
+        ),
+    ] = None,
+    plan: Annotated[
+        bool, typer.Option(help="Also score the previous estimator (C-MGN, --estimator plan).")
+    ] = True,
+    steps: StepsOption = None,
+    seed: SeedOption = 0,
+    device: DeviceOption = DeviceName.auto,
+    out: OutOption = None,
+    json_output: JsonOption = False,
+    force: ForceOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    r"""Photos pushed through known Brenier maps, recovered by otcolor and the baselines: PSNR."""
+
+    from ..bench.known import DEFAULT_PHOTOS, KnownBenchConfig, run_known
+    from ..bench.maps import FAMILIES
+
+    config = KnownBenchConfig(
+        photos=tuple(photo) if photo else DEFAULT_PHOTOS,
+        families=tuple(family) if family else tuple(FAMILIES),
+        seed=seed,
+        steps=steps,
+        device=device.value,
+        plan=plan,
+    )
+    _run("known", "known", [], False, out, force, json_output, quiet,
+         lambda progress: run_known(model.value, config, progress))  # fmt: skip

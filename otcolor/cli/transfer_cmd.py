@@ -18,6 +18,7 @@ from ._app import (
     EPILOG,
     DeviceName,
     InitName,
+    EstimatorName,
     LossName,
     ModelName,
     app,
@@ -124,12 +125,19 @@ def transfer(
     loss: Annotated[
         LossName, typer.Option(help="Training loss.", rich_help_panel="Model")
     ] = LossName(_DEFAULTS.loss),
+    estimator: Annotated[
+        EstimatorName,
+        typer.Option(
+            help="Loss ot: full (whole colour distributions, accurate) or plan (sampled exact plan).",
+            rich_help_panel="Model",
+        ),
+    ] = EstimatorName(_DEFAULTS.estimator),
     steps: Annotated[
         int | None,
         typer.Option(
             min=1,
             help=(
-                "Training steps (default: 200 L-BFGS iterations for ot, "
+                "Training steps (default: 250 L-BFGS iterations for ot, "
                 "600 Adam steps for the others)."
             ),
             show_default=False,
@@ -214,6 +222,7 @@ def transfer(
     config = transfer_lib.TransferConfig(
         model=model.value,
         loss=loss.value,
+        estimator=estimator.value,
         steps=steps,
         samples=samples,
         smoothness=smoothness,
