@@ -711,13 +711,6 @@ def _decode(im: Image.Image, path: Path, notes: list[str]) -> LoadedImage:
         del samples
         np.divide(rgb, 65535, out=rgb)
         bit_depth = 16
-    elif fmt == "PNG" and ";16" in rawmode:
-        notes.append(
-            f"{path}: 16-bit input reduced to 8-bit (an Average/Paeth-filtered image of "
-            f"height + width > {_MAX_DIAGONALS:,}, too slow to read at full depth)"
-        )
-    if sixteen is not None:
-        pass
     elif mode.startswith("I;16") or mode == "I":
         grey = np.asarray(upright).astype(np.float32)
         if mode == "I" and (grey.min() < 0 or grey.max() > 65535):

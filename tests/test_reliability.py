@@ -95,6 +95,7 @@ def run(args: list[str], inputs: list[Path], *, code: int, phrase: str | None = 
     if code != 0:
         (line,) = lines(result.stderr)
         assert line.startswith("Error: "), line
+        assert line.endswith(")"), f"no (hint): {line}"
         if phrase is not None:
             assert phrase in line, line
         assert result.stdout == ""
