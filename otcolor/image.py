@@ -1093,7 +1093,8 @@ def _atomic_write(path: Path, write: Callable[[IO[bytes]], None], overwrite: boo
     try:
         fd, tmp = tempfile.mkstemp(prefix=tmp_prefix(path), dir=path.parent)
     except OSError as err:
-        raise OutputError(f"{path}: cannot create a file: {_describe(err)}", _HINT_WRITABLE) from err
+        message = f"{path}: cannot create a file: {_describe(err)}"
+        raise OutputError(message, _HINT_WRITABLE) from err
 
     try:
         with os.fdopen(fd, "wb") as fp:

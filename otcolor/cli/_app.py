@@ -130,7 +130,7 @@ class _Group(TyperGroup):
             code = 3 if isinstance(err, _READ_ERRORS) else 4
             where = f"{err.filename}: " if err.filename is not None else ""
             reason = err.strerror or " ".join(str(err).split())
-            hint = "check the input files" if code == 3 else "check the output folder and free space"
+            hint = "check the input files" if code == 3 else "check the output folder, free space"
             print_error(f"{where}{reason} ({hint})")
             raise typer.Exit(code) from None
         except Exception as err:

@@ -235,14 +235,18 @@ def video(
     steps: Annotated[
         int | None, typer.Option(min=1, show_default=False, rich_help_panel="Model")
     ] = None,
-    samples: Annotated[int, typer.Option(min=MIN_SAMPLES, rich_help_panel="Model")] = _DEFAULTS.samples,
+    samples: Annotated[
+        int, typer.Option(min=MIN_SAMPLES, rich_help_panel="Model")
+    ] = _DEFAULTS.samples,
     smoothness: Annotated[
         float, typer.Option(callback=finite, min=0.0, rich_help_panel="Model")
     ] = _DEFAULTS.smoothness,
     device: Annotated[DeviceName, typer.Option(rich_help_panel="Model")] = DeviceName(
         _DEFAULTS.device
     ),
-    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, rich_help_panel="Model")] = _DEFAULTS.seed,
+    seed: Annotated[
+        int, typer.Option(min=0, max=MAX_SEED, rich_help_panel="Model")
+    ] = _DEFAULTS.seed,
     space: SpaceOption = SpaceName.rgb,
     strength: Annotated[
         float | None,

@@ -72,7 +72,10 @@ def mnist(
         int, typer.Option(min=2, help="Latents and digits per step.", rich_help_panel="Model")
     ] = _DEFAULTS.batch_size,
     lr: Annotated[
-        float, typer.Option(callback=finite, help="Adam learning rate (positive).", rich_help_panel="Model")
+        float,
+        typer.Option(
+            callback=finite, help="Adam learning rate (positive).", rich_help_panel="Model"
+        ),
     ] = _DEFAULTS.lr,
     samples: Annotated[
         int,
@@ -160,7 +163,8 @@ def mnist(
     stderr = stderr_console()
     for warning in caught:
         if issubclass(warning.category, UserWarning):
-            stderr.print(f"[yellow]Warning:[/] {escape(printable(str(warning.message)))}", soft_wrap=True)
+            text = escape(printable(str(warning.message)))
+            stderr.print(f"[yellow]Warning:[/] {text}", soft_wrap=True)
 
     if json_output:
         payload = dataclasses.asdict(result)

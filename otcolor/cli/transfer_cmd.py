@@ -142,7 +142,9 @@ def transfer(
     ] = _DEFAULTS.steps,
     samples: Annotated[
         int,
-        typer.Option(min=MIN_SAMPLES, help="Pixels drawn from each image.", rich_help_panel="Model"),
+        typer.Option(
+            min=MIN_SAMPLES, help="Pixels drawn from each image.", rich_help_panel="Model"
+        ),
     ] = _DEFAULTS.samples,
     smoothness: Annotated[
         float,
