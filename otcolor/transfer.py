@@ -524,6 +524,12 @@ def transfer(
         "target": None if target_mask is None else load_mask(target_mask, target_image.size),
         "apply": None if apply_mask is None else load_mask(apply_mask, source_image.size),
     }
+    # Hashed now, not after the fit: the map must name the masks that were used.
+    mask_prints = {
+        name: fingerprint(path)
+        for name, path in (("source_mask", source_mask), ("target_mask", target_mask))
+        if path is not None and save_map is not None
+    }
     x = sample_pixels(source_image, config.samples, rng, mask=masks["source"])
     y = sample_pixels(target_image, config.samples, rng, mask=masks["target"])
     space = config.space
@@ -575,9 +581,7 @@ def transfer(
             "source": fingerprint(source, source_image.size, source_image.sha256),
             "target": fingerprint(target, target_image.size, target_image.sha256),
         }
-        for name, path in (("source_mask", source_mask), ("target_mask", target_mask)):
-            if path is not None:
-                info[name] = fingerprint(path)
+        info.update(mask_prints)
         write_map(save_map, look, info, overwrite=force)
     if lut is not None:
         export_lut(look, lut, lut_size, overwrite=force)

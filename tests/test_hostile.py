@@ -197,6 +197,22 @@ def test_an_input_deleted_during_the_fit(tmp_path: Path, source: Path, target: P
     assert load_map(saved).metadata["source"]["sha256"] == original
 
 
+def test_a_mask_deleted_during_the_fit(
+    tmp_path: Path, source: Path, target: Path, mask: Path
+) -> None:
+    original = digest(mask)[0]
+    saved = tmp_path / "look.otmap"
+
+    def delete(step: int, logs: object) -> None:
+        if step == 1 and mask.exists():
+            mask.unlink()
+
+    transfer(source, target, tmp_path / "out.png",
+             TransferConfig(steps=3, samples=300, device="cpu"), source_mask=mask,
+             save_map=saved, callback=delete)
+    assert load_map(saved).metadata["source_mask"]["sha256"] == original
+
+
 def test_stray_os_errors_get_documented_codes(
     tmp_path: Path, source: Path, target: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
