@@ -10,6 +10,8 @@ import json
 import os
 import signal
 import struct
+import subprocess
+import sys
 import time
 import warnings
 import zlib
@@ -360,6 +362,27 @@ def test_ctrl_c_while_importing_is_one_line_and_130(capsys: pytest.CaptureFixtur
     assert exit_info.value.code == 130
     err = capsys.readouterr().err
     assert lines(err) == [f"Error: {_entry.INTERRUPTED}"]
+
+
+def test_two_real_ctrl_cs_give_one_line_and_no_traceback() -> None:
+    # A child process interrupts itself while "importing", then again from an atexit handler,
+    # as a second Ctrl-C during shutdown would: deterministic, real signals.
+    program = (
+        "import atexit, os, signal, time\n"
+        "from otcolor import _entry\n"
+        "def again():\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(0.2)\n"
+        "def slow_import():\n"
+        "    atexit.register(again)\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(10)\n"
+        "_entry._run(slow_import)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 130
+    assert lines(done.stderr) == [f"Error: {_entry.INTERRUPTED}"], done.stderr
 
 
 def test_the_console_script_is_the_guarded_entry_point() -> None:
