@@ -1,6 +1,6 @@
 r"""Runs the ``otcolor`` command as ``python -m otcolor``."""
 
-from .cli import main
+from ._entry import main
 
 if __name__ == "__main__":
     main()

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import UsageError
+from .errors import TrainingError, UsageError
 
 #: Colour spaces a map can be fitted and applied in.
 SPACES: tuple[str, ...] = ("rgb", "lab")
@@ -175,21 +175,33 @@ class Look:
 
         Returns:
             The output colours, with shape :math:`(N, 3)`, float32, clipped to :math:`[0, 1]`.
+
+        Raises:
+            TrainingError: the map gives a non-finite colour. Clipping would turn infinities
+                into plausible-looking 0s and 1s (a black image from a map with a tiny
+                ``scale``), so every consumer (apply, LUTs, video) refuses here instead.
         """
 
-        u = to_space(rgb, self.space)  # (N, 3) float32
-        if self.strength == 0.0:
-            v: np.ndarray = u
-        else:
-            v = evaluate_map(self.map, u, self.device)
-            if self.strength != 1.0:
-                u64 = u.astype(np.float64)
-                v = (u64 + self.strength * (v.astype(np.float64) - u64)).astype(np.float32)
-        out = from_space(v, self.space)
-        if self.preserve_luminance:
-            lab = srgb_to_lab(np.clip(out, 0.0, 1.0))
-            lab[:, 0] = srgb_to_lab(rgb)[:, 0]
-            out = lab_to_srgb(lab)
+        # Overflow is reported below as one error, not as numpy RuntimeWarnings.
+        with np.errstate(all="ignore"):
+            u = to_space(rgb, self.space)  # (N, 3) float32
+            if self.strength == 0.0:
+                v: np.ndarray = u
+            else:
+                v = evaluate_map(self.map, u, self.device)
+                if self.strength != 1.0:
+                    u64 = u.astype(np.float64)
+                    v = (u64 + self.strength * (v.astype(np.float64) - u64)).astype(np.float32)
+            out = from_space(v, self.space)
+            if self.preserve_luminance:
+                lab = srgb_to_lab(np.clip(out, 0.0, 1.0))
+                lab[:, 0] = srgb_to_lab(rgb)[:, 0]
+                out = lab_to_srgb(lab)
+        if not (np.isfinite(v).all() and np.isfinite(out).all()):
+            raise TrainingError(
+                "the map gives non-finite colours; nothing was written",
+                "refit it, or try another --seed, --loss or --smoothness",
+            )
         return np.clip(out, 0.0, 1.0).astype(np.float32, copy=False)
 
 

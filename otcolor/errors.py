@@ -21,6 +21,9 @@ class OtcolorError(Exception):
     """
 
     exit_code: int = 1
+    #: Shown when a raise site gives no hint of its own, so that every error line ends with
+    #: something the user can do.
+    default_hint: str = "rerun as 'otcolor --debug ...' for details"
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)
@@ -28,25 +31,28 @@ class OtcolorError(Exception):
         self.hint = hint
 
     def __str__(self) -> str:
-        return f"{self.message} ({self.hint})" if self.hint else self.message
+        return f"{self.message} ({self.hint or self.default_hint})"
 
 
 class UsageError(OtcolorError):
     r"""Bad option value or path combination (exit code 2)."""
 
     exit_code = 2
+    default_hint = "see the command's --help"
 
 
 class InputError(OtcolorError):
     r"""An input image cannot be read, is corrupt, unsupported or too large (exit code 3)."""
 
     exit_code = 3
+    default_hint = "check that the input exists, is readable and is a supported file"
 
 
 class OutputError(OtcolorError):
     r"""The output cannot be written (exit code 4)."""
 
     exit_code = 4
+    default_hint = "check the output folder, its permissions and free space"
 
 
 class TrainingError(OtcolorError):
@@ -54,6 +60,7 @@ class TrainingError(OtcolorError):
     memory, or a strict quality check failed (exit code 5)."""
 
     exit_code = 5
+    default_hint = "try another --seed, --loss or fewer --samples"
 
 
 #: Exit codes of the ``otcolor`` command, documented in ``--help`` and the README.

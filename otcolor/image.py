@@ -7,15 +7,19 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "OUTPUT_FORMATS",
     "LoadedImage",
+    "check_distinct_outputs",
     "check_output_path",
+    "commit_file",
     "load_image",
     "load_mask",
     "sample_pixels",
     "save_image",
+    "tmp_prefix",
     "write_atomically",
 ]
 
 import contextlib
+import hashlib
 import io
 import os
 import stat
@@ -86,6 +90,12 @@ _ORIENTATION = 0x0112
 _HINT_CORRUPT = "the file may be truncated or corrupt; re-export it"
 _HINT_FORMATS = "allowed formats: " + ", ".join(ALLOWED_FORMATS)
 _HINT_LIMIT = "if you trust this file, raise the limit with --max-pixels"
+_HINT_PATH = "check the path and choose a shorter or simpler one"
+_HINT_WRITABLE = "check the folder's permissions or choose another one"
+_HINT_READ = "check that the file exists and is readable"
+#: The temporary file's name is ``.`` + a prefix of the output's name + this + 8 random
+#: characters; the prefix is shortened so that the whole name fits the file system's limit.
+_TMP_MARK = ".otcolor-tmp-"
 _bomb_lock = threading.Lock()
 
 
@@ -105,6 +115,8 @@ class LoadedImage:
         dpi: the resolution in dots per inch, or ``None``.
         bit_depth: 8, or 16 when the pixels were decoded from 16-bit samples.
         warnings: what was lost or assumed while decoding, one line each.
+        sha256: the SHA-256 (hex) of the file's bytes that were decoded, for map fingerprints:
+            the file at ``path`` may have changed by the time a fit ends.
     """
 
     rgb: np.ndarray
@@ -117,6 +129,7 @@ class LoadedImage:
     dpi: tuple[float, float] | None = None
     bit_depth: int = 8
     warnings: list[str] = field(default_factory=list)
+    sha256: str | None = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -154,6 +167,7 @@ def load_image(
 
     path = Path(path)
     _check_input_file(path)
+    before, digest = _identity_and_digest(path)
     notes: list[str] = []
 
     with warnings.catch_warnings(record=True) as caught:
@@ -174,6 +188,8 @@ def load_image(
             raise InputError(message, _HINT_CORRUPT) from err
 
         with im:
+            if im.format == "PNG":
+                _check_png_crcs(path)
             width, height = im.size
             if max_pixels is not None and width * height > max_pixels:
                 raise InputError(
@@ -195,8 +211,27 @@ def load_image(
             warnings.warn_explicit(
                 warning.message, warning.category, warning.filename, warning.lineno
             )
+    if _identity_and_digest(path, hash_it=False)[0] != before:
+        # The digest would describe other bytes than the pixels: refuse rather than record it.
+        raise InputError(f"{path}: the file changed while it was being read", "run again")
     loaded.warnings = list(dict.fromkeys(notes))
+    loaded.sha256 = digest
     return loaded
+
+
+def _identity_and_digest(path: Path, hash_it: bool = True) -> tuple[tuple[int, ...], str]:
+    r"""The file's (device, inode, size, mtime) and, with ``hash_it``, its SHA-256."""
+
+    digest = hashlib.sha256()
+    try:
+        info = path.stat()
+        if hash_it:
+            with path.open("rb") as fp:
+                for block in iter(lambda: fp.read(1 << 20), b""):
+                    digest.update(block)
+    except OSError as err:
+        raise InputError(f"{path}: cannot read: {_describe(err)}", _HINT_READ) from err
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns), digest.hexdigest()
 
 
 def check_output_path(
@@ -224,7 +259,59 @@ def check_output_path(
     """
 
     output = Path(output)
+    try:
+        _check_output_path(output, inputs, force=force, has_alpha=has_alpha, image=image)
+    except OSError as err:
+        # E.g. ENAMETOOLONG from is_dir() or EACCES on a folder above: anticipated, not a bug.
+        raise UsageError(f"{output}: cannot use this path: {_describe(err)}", _HINT_PATH) from err
+
+
+def check_distinct_outputs(
+    outputs: Sequence[str | os.PathLike[str] | None],
+    inputs: Sequence[str | os.PathLike[str] | None],
+) -> None:
+    r"""Checks that no output is an input and that no two outputs are the same file.
+
+    Two outputs on one path would silently keep only the one written last; ``--force`` does
+    not change that, so this is checked with or without it.
+
+    Raises:
+        UsageError: an output is an input, or two outputs name the same file.
+    """
+
+    paths = [Path(p) for p in outputs if p is not None]
+    sources = [Path(p) for p in inputs if p is not None]
+    for i, output in enumerate(paths):
+        for source in sources:
+            if _same_file(output, source):
+                raise UsageError(
+                    f"{output}: is the input {source}; refusing to overwrite an input",
+                    "choose another output path",
+                )
+        for other in paths[:i]:
+            if _same_file(output, other):
+                raise UsageError(
+                    f"{output}: is given as two outputs ({other})",
+                    "give every output its own path",
+                )
+
+
+def _check_output_path(
+    output: Path,
+    inputs: Sequence[str | os.PathLike[str]],
+    *,
+    force: bool,
+    has_alpha: bool,
+    image: bool,
+) -> None:
     fmt = _output_format(output) if image else ""
+    name_max = _name_max(output.parent)
+    if len(os.fsencode(output.name)) > name_max:
+        raise UsageError(
+            f"{output}: file name is {len(os.fsencode(output.name))} bytes, "
+            f"above this file system's limit of {name_max}",
+            "choose a shorter name",
+        )
 
     for source in map(Path, inputs):
         if _same_file(output, source):
@@ -239,13 +326,13 @@ def check_output_path(
         if not force:
             raise UsageError(f"{output}: already exists", "use --force to overwrite")
         if output.exists() and not stat.S_ISREG(output.stat().st_mode):
-            raise UsageError(f"{output}: exists and is not a regular file")
+            raise UsageError(f"{output}: exists and is not a regular file", "choose another path")
 
     parent = output.parent
     if not parent.is_dir():
-        raise OutputError(f"{output}: directory {parent} does not exist")
+        raise OutputError(f"{output}: directory {parent} does not exist", "create it first")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"{output}: directory {parent} is not writable")
+        raise OutputError(f"{output}: directory {parent} is not writable", _HINT_WRITABLE)
 
     if has_alpha and fmt not in _ALPHA_FORMATS:
         raise OutputError(
@@ -260,6 +347,7 @@ def save_image(
     alpha: np.ndarray | None = None,
     like: LoadedImage | None = None,
     quality: int = 95,
+    overwrite: bool = True,
 ) -> list[str]:
     r"""Writes float RGB pixels atomically, restoring alpha and the metadata of ``like``.
 
@@ -275,6 +363,9 @@ def save_image(
         alpha: the alpha channel to restore, with shape :math:`(H, W)`, uint8 or uint16.
         like: the image whose ICC profile, EXIF, DPI and bit depth are carried over.
         quality: the JPEG and WebP quality, from 1 to 100.
+        overwrite: whether an existing ``path`` may be replaced. ``False`` is what the command
+            line uses without ``--force``: a file created at ``path`` since it was checked is
+            kept and :class:`UsageError` raised.
 
     Returns:
         What was lost while writing, one line each (e.g. 16-bit reduced to 8-bit).
@@ -310,6 +401,7 @@ def save_image(
     if sixteen and fmt not in _SIXTEEN_BIT_FORMATS:
         sixteen = False
         notes.append(f"{path}: 16-bit input written as 8-bit {fmt}")
+    icc, exif = _fitting_metadata(path, fmt, icc, exif, notes)
 
     if sixteen:
         rgb16 = _quantize(rgb, np.uint16)
@@ -330,7 +422,7 @@ def save_image(
         def write(fp: IO[bytes]) -> None:
             im.save(fp, format=fmt, **params)
 
-    _atomic_write(path, write)
+    _atomic_write(path, write, overwrite)
     return notes
 
 
@@ -413,14 +505,17 @@ def load_mask(
     return grey
 
 
-def write_atomically(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> None:
+def write_atomically(
+    path: str | os.PathLike[str], write: Callable[[IO[bytes]], None], overwrite: bool = True
+) -> None:
     r"""Writes any file as :func:`save_image` does: synced temporary file, then a rename.
 
     Raises:
+        UsageError: ``overwrite`` is false and ``path`` exists when the file is committed.
         OutputError: the file cannot be written.
     """
 
-    _atomic_write(Path(path), write)
+    _atomic_write(Path(path), write, overwrite)
 
 
 def _all_finite(a: np.ndarray, rows: int = 1 << 20) -> bool:
@@ -499,7 +594,7 @@ def _unidentified(path: Path) -> str:
     except OSError:
         return "not a recognised image"
     Image.init()
-    recognised = None
+    matches = []
     for name, (_, accept) in Image.OPEN.items():
         # Only the plugins' magic-byte checks run here; no decoder is started.
         try:
@@ -508,13 +603,65 @@ def _unidentified(path: Path) -> str:
             continue
         # accept() returns a str to warn about a format it recognises but will not open.
         if accepted and not isinstance(accepted, str):
-            if name not in ALLOWED_FORMATS:
-                return f"format {name} is not allowed"
-            recognised = recognised or name
+            matches.append(name)
+    # Magic bytes can mislead: a TGA header starts like a CUR one, and TGA has no magic of its
+    # own. A header parse by the one plugin (no pixel decoder, no Ghostscript) settles it.
+    headerless = [name for name, (_, accept) in Image.OPEN.items() if accept is None]
+    confirmed = next((n for n in [*matches, *headerless] if _opens_as(path, n)), None)
+    if confirmed is not None and confirmed not in ALLOWED_FORMATS:
+        return f"format {confirmed} is not allowed"
+    blocked = next((n for n in matches if n not in ALLOWED_FORMATS), None)
+    if confirmed is None and blocked is not None:
+        return f"format {blocked} is not allowed"
+    recognised = confirmed or next((n for n in matches if n in ALLOWED_FORMATS), None)
     if recognised is not None:
         # E.g. a 3-channel float TIFF, which Pillow has no mode for, or a broken header.
         return f"{recognised} file that Pillow cannot open: unsupported variant or corrupt header"
     return "not a recognised image"
+
+
+def _opens_as(path: Path, name: str) -> bool:
+    r"""Whether ``name``'s plugin parses the file's header (``Image.open`` decodes no pixels)."""
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            with Image.open(path, formats=[name]):
+                return True
+        except Exception:  # any failure only means "not this format"
+            return False
+
+
+def _check_png_crcs(path: Path) -> None:
+    r"""Checks the CRC of every chunk of a PNG file, streaming it.
+
+    Pillow checks the CRCs of header chunks only, so a corrupt IDAT whose data still inflates
+    would be decoded silently.
+    """
+
+    with path.open("rb") as fp:
+        fp.read(8)  # the signature, already checked by Pillow
+        while True:
+            head = fp.read(8)
+            if len(head) < 8:
+                return  # a truncated end is the decoder's to report
+            length, kind = struct.unpack(">I", head[:4])[0], head[4:]
+            crc = zlib.crc32(kind)
+            left = length
+            while left:
+                block = fp.read(min(left, 1 << 20))
+                if not block:
+                    return
+                crc = zlib.crc32(block, crc)
+                left -= len(block)
+            stored = fp.read(4)
+            if len(stored) < 4:
+                return
+            if crc & 0xFFFFFFFF != struct.unpack(">I", stored)[0]:
+                name = kind.decode("latin-1")
+                raise InputError(f"{path}: bad CRC in PNG chunk {name!r}", _HINT_CORRUPT)
+            if kind == b"IEND":
+                return
 
 
 def _hint_unidentified(path: Path) -> str:
@@ -646,6 +793,8 @@ def _read_png16(path: Path, orientation: int) -> tuple[np.ndarray, np.ndarray | 
     if len(raw) != height * (stride + 1):
         raise ValueError("PNG image data is truncated")
     rows = np.frombuffer(raw, np.uint8).reshape(height, stride + 1)
+    if (rows[:, 0] > 2).any() and height + width > _MAX_DIAGONALS:
+        return None
     data_bytes = _png_unfilter(rows[:, 1:], rows[:, 0], 2 * channels)
     samples = data_bytes.view(">u2").reshape(height, width, channels).astype(np.uint16)
     samples = _orient(samples, orientation)
@@ -671,16 +820,7 @@ def _png_unfilter(rows: np.ndarray, types: np.ndarray, bpp: int) -> np.ndarray:
     if (types > 4).any():
         raise ValueError(f"bad PNG filter type {int(types.max())}")
     if (types <= 2).all():
-        out = np.empty_like(rows)
-        previous = np.zeros(stride, np.uint8)
-        for y in range(height):
-            line = rows[y]
-            if types[y] == 1:
-                line = np.cumsum(line.reshape(-1, bpp), axis=0, dtype=np.uint8).reshape(-1)
-            elif types[y] == 2:
-                line = line + previous
-            out[y] = previous = line
-        return out
+        return _png_unfilter_simple(rows, types, bpp)
     width = stride // bpp
     f = rows.reshape(height, width, bpp).astype(np.int16)
     rec = np.zeros((height + 1, width + 1, bpp), np.int16)  # a zero row and column of padding
@@ -696,6 +836,38 @@ def _png_unfilter(rows: np.ndarray, types: np.ndarray, bpp: int) -> np.ndarray:
         pred = np.select([t == 1, t == 2, t == 3, t == 4], [a, b, (a + b) >> 1, paeth], 0)
         rec[ys + 1, xs + 1] = (f[ys, xs] + pred) & 255
     return rec[1:, 1:].astype(np.uint8).reshape(height, stride)
+
+
+def _png_unfilter_simple(rows: np.ndarray, types: np.ndarray, bpp: int) -> np.ndarray:
+    r"""Undoes None, Sub and Up filters with whole-array operations, whatever the shape.
+
+    A row loop took minutes on a 20,000,000 x 1 image (a 116 KB hostile file); here the cost
+    is a few passes over the data. Sub rows are a running sum along the row; Up rows a
+    running sum down the column that restarts at each None or Sub row. All sums are modulo
+    256, which uint8 arithmetic gives for free.
+    """
+
+    height, stride = rows.shape
+    out = rows.copy()
+    sub = types == 1
+    if sub.any():
+        part = out[sub].reshape(int(sub.sum()), -1, bpp)
+        out[sub] = np.cumsum(part, axis=1, dtype=np.uint8).reshape(-1, stride)
+    up = types == 2
+    if up.any():
+        total = np.cumsum(out, axis=0, dtype=np.uint8)  # (H, S), modulo 256
+        padded = np.vstack([np.zeros((1, stride), np.uint8), total])  # padded[i] = sum of rows < i
+        # The last None/Sub row at or above each row starts its run; rows above it drop out.
+        index = np.where(up, 0, np.arange(height))
+        start = np.maximum.accumulate(index)
+        out = total - padded[start]
+    return out
+
+
+#: Average and Paeth filters are undone one anti-diagonal of pixels at a time; above this
+#: many diagonals (height + width) that Python loop would take minutes, so such images go to
+#: Pillow, which reads them at 8 bits, with a warning.
+_MAX_DIAGONALS = 40_000
 
 
 def _orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
@@ -834,6 +1006,31 @@ def _save_params(
     return params
 
 
+#: Metadata that a format cannot hold, or that readers refuse: PNG readers (Pillow among them)
+#: refuse an ICC profile over 1 MiB, a JPEG APP1 segment holds at most 65,533 bytes of EXIF,
+#: and an ICC profile spans at most 255 JPEG APP2 segments of 65,519 bytes.
+_MAX_ICC = {"PNG": 1 << 20, "JPEG": 255 * 65519}
+_MAX_EXIF = {"JPEG": 65533}
+
+
+def _fitting_metadata(
+    path: Path, fmt: str, icc: bytes | None, exif: bytes | None, notes: list[str]
+) -> tuple[bytes | None, bytes | None]:
+    r"""Drops, with a note, metadata the output format cannot carry faithfully.
+
+    Dropping is better than both alternatives: failing after the fit, or writing a file that
+    the next program (Pillow itself, for a big iCCP chunk) refuses to read.
+    """
+
+    if icc is not None and len(icc) > _MAX_ICC.get(fmt, 1 << 62):
+        notes.append(f"{path}: ICC profile of {len(icc):,} bytes is too large for {fmt}; dropped")
+        icc = None
+    if exif is not None and len(exif) > _MAX_EXIF.get(fmt, 1 << 62):
+        notes.append(f"{path}: EXIF block of {len(exif):,} bytes is too large for {fmt}; dropped")
+        exif = None
+    return icc, exif
+
+
 def _write_png16(
     fp: IO[bytes],
     rgb: np.ndarray,
@@ -876,8 +1073,14 @@ def _write_png16(
         fp.write(part)
 
 
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    r"""Writes through a synced temporary file in the same directory, then renames it."""
+def _atomic_write(path: Path, write: Callable[[IO[bytes]], None], overwrite: bool = True) -> None:
+    r"""Writes through a synced temporary file in the same directory, then commits it.
+
+    With ``overwrite`` the commit is a rename over ``path``. Without it, the commit cannot
+    replace a file: a hard link (or, where the file system has none, an exclusive create
+    followed by the rename), so a file that appeared at ``path`` while we were fitting or
+    writing is kept and the write fails, instead of the check at start-up being trusted.
+    """
 
     try:
         mode = stat.S_IMODE(path.stat().st_mode)
@@ -888,9 +1091,10 @@ def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
         mode = 0o666 & ~umask
 
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.otcolor-tmp-", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=tmp_prefix(path), dir=path.parent)
     except OSError as err:
-        raise OutputError(f"{path}: cannot create a file: {_describe(err)}") from err
+        message = f"{path}: cannot create a file: {_describe(err)}"
+        raise OutputError(message, _HINT_WRITABLE) from err
 
     try:
         with os.fdopen(fd, "wb") as fp:
@@ -898,13 +1102,68 @@ def _atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
             fp.flush()
             os.fsync(fp.fileno())
         os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        commit_file(tmp, path, overwrite=overwrite)
     except BaseException as err:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         if isinstance(err, Exception) and not isinstance(err, (OutputError, UsageError)):
-            raise OutputError(f"{path}: cannot write: {_describe(err)}") from err
+            raise OutputError(f"{path}: cannot write: {_describe(err)}", _HINT_SPACE) from err
         raise
+
+
+_HINT_SPACE = "check free space and permissions"
+
+
+def commit_file(tmp: str | os.PathLike[str], path: Path, *, overwrite: bool) -> None:
+    r"""Moves a finished temporary file onto ``path``: a rename over it with ``overwrite``,
+    else only if ``path`` does not exist, atomically with respect to other programs.
+
+    Raises:
+        UsageError: ``overwrite`` is false and ``path`` exists (``tmp`` is left for the caller
+            to remove).
+    """
+
+    if overwrite:
+        os.replace(tmp, path)
+        return
+
+    appeared = UsageError(
+        f"{path}: appeared while otcolor was running; it was kept and nothing was written",
+        "use --force to overwrite",
+    )
+    try:
+        os.link(tmp, path)
+    except FileExistsError as err:
+        raise appeared from err
+    except OSError:
+        # No hard links here (FAT, some network and FUSE file systems): reserve the name
+        # exclusively, then rename over our own empty reservation.
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError as err:
+            raise appeared from err
+        os.replace(tmp, path)
+    else:
+        os.unlink(tmp)
+
+
+def _name_max(folder: Path) -> int:
+    r"""The longest file name, in bytes, that ``folder``'s file system accepts."""
+
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        return int(os.pathconf(folder if folder.is_dir() else ".", "PC_NAME_MAX"))
+    return 255
+
+
+def tmp_prefix(path: Path) -> str:
+    r"""``.<name>.otcolor-tmp-``, with ``name`` cut so that the temporary name fits.
+
+    A legal 251-byte output name would otherwise fail after the fit, on its temporary file.
+    """
+
+    room = _name_max(path.parent) - 1 - len(_TMP_MARK) - 8  # the dot, the mark, mkstemp's 8
+    name = os.fsencode(path.name)[: max(room, 0)].decode("utf-8", "ignore")
+    return f".{name}{_TMP_MARK}"
 
 
 def _describe(err: BaseException) -> str:

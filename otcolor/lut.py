@@ -231,7 +231,9 @@ def fit_lut(
     return np.clip(table, 0.0, 1.0).astype(np.float32).reshape(size, size, size, 3)
 
 
-def write_cube(path: str | os.PathLike[str], table: np.ndarray, comment: str = "") -> None:
+def write_cube(
+    path: str | os.PathLike[str], table: np.ndarray, comment: str = "", overwrite: bool = True
+) -> None:
     r"""Writes a table of :func:`bake_lut` as a ``.cube`` file, atomically.
 
     Only what every reader accepts: comment lines, ``LUT_3D_SIZE``, then :math:`N^3` rows of
@@ -249,7 +251,7 @@ def write_cube(path: str | os.PathLike[str], table: np.ndarray, comment: str = "
         fp.write(text.encode())
         np.savetxt(fp, rows, fmt="%.6f")
 
-    write_atomically(Path(path), write)
+    write_atomically(Path(path), write, overwrite)
 
 
 def read_cube(path: str | os.PathLike[str]) -> np.ndarray:
@@ -283,7 +285,7 @@ def read_cube(path: str | os.PathLike[str]) -> np.ndarray:
     return np.asarray(rows, np.float32).reshape(size, size, size, 3)
 
 
-def write_hald(path: str | os.PathLike[str], table: np.ndarray) -> None:
+def write_hald(path: str | os.PathLike[str], table: np.ndarray, overwrite: bool = True) -> None:
     r"""Writes a table of :func:`bake_lut` as a 16-bit HaldCLUT PNG of level
     :math:`L = \sqrt{N}` (an :math:`L^3 \times L^3` image, pixels in the table's order)."""
 
@@ -291,7 +293,7 @@ def write_hald(path: str | os.PathLike[str], table: np.ndarray) -> None:
     level = math.isqrt(size)
     image = table.reshape(level**3, level**3, 3)
     carrier = LoadedImage(rgb=image[:1, :1], bit_depth=16)  # asks save_image for 16 bits
-    save_image(path, image, like=carrier)
+    save_image(path, image, like=carrier, overwrite=overwrite)
 
 
 def export_lut(
@@ -300,11 +302,14 @@ def export_lut(
     size: int | None = None,
     fmt: str | None = None,
     method: str = "fit",
+    overwrite: bool = True,
 ) -> tuple[str, int]:
     r"""Bakes a look and writes it as a ``.cube`` or HaldCLUT file.
 
     Arguments:
         method: ``"fit"`` (:func:`fit_lut`, the default) or ``"nodes"`` (:func:`bake_lut`).
+        overwrite: whether an existing ``path`` may be replaced (see
+            :func:`otcolor.image.save_image`).
 
     Returns:
         The format and size written.
@@ -320,7 +325,7 @@ def export_lut(
             f"preserve luminance {look.preserve_luminance}\nsRGB in [0, 1], red fastest, "
             f"entries: {'least-squares fit' if method == 'fit' else 'node samples'}"
         )
-        write_cube(path, table, comment)
+        write_cube(path, table, comment, overwrite)
     else:
-        write_hald(path, table)
+        write_hald(path, table, overwrite)
     return fmt, size

@@ -60,9 +60,10 @@ from torch import nn
 
 from . import __version__
 from .color import SPACES, ColorTable, Look, apply_look
-from .errors import InputError, UsageError
+from .errors import InputError, OutputError, UsageError
 from .image import (
     ALLOWED_FORMATS,
+    check_distinct_outputs,
     check_output_path,
     load_image,
     load_mask,
@@ -90,20 +91,37 @@ class MapFile:
     metadata: dict[str, Any]
 
 
-def fingerprint(path: str | os.PathLike[str], size: tuple[int, int] | None = None) -> dict:
-    r"""Identifies an input file: its name, pixel size and SHA-256."""
+def fingerprint(
+    path: str | os.PathLike[str],
+    size: tuple[int, int] | None = None,
+    sha256: str | None = None,
+) -> dict:
+    r"""Identifies an input file: its name, pixel size and SHA-256.
 
-    digest = hashlib.sha256()
-    with open(path, "rb") as fp:
-        for block in iter(lambda: fp.read(1 << 20), b""):
-            digest.update(block)
-    info: dict[str, Any] = {"name": Path(path).name, "sha256": digest.hexdigest()}
+    Arguments:
+        sha256: the digest taken when the file was decoded
+            (:attr:`otcolor.image.LoadedImage.sha256`); without it the file is hashed now,
+            which after a long fit may be another file than the one fitted.
+    """
+
+    if sha256 is None:
+        digest = hashlib.sha256()
+        with open(path, "rb") as fp:
+            for block in iter(lambda: fp.read(1 << 20), b""):
+                digest.update(block)
+        sha256 = digest.hexdigest()
+    info: dict[str, Any] = {"name": Path(path).name, "sha256": sha256}
     if size is not None:
         info["size"] = list(size)
     return info
 
 
-def save_map(path: str | os.PathLike[str], look: Look, info: dict[str, Any] | None = None) -> None:
+def save_map(
+    path: str | os.PathLike[str],
+    look: Look,
+    info: dict[str, Any] | None = None,
+    overwrite: bool = True,
+) -> None:
     r"""Writes a look to a map file, atomically.
 
     Arguments:
@@ -111,6 +129,8 @@ def save_map(path: str | os.PathLike[str], look: Look, info: dict[str, Any] | No
         look: the look; its map must be a :class:`otcolor.transfer.ColorMap` around a
             registered model or an :class:`AffineMap`, or a :class:`ConstantMap`.
         info: JSON-serialisable extras stored under their keys (``fit``, ``source``, ...).
+        overwrite: whether an existing ``path`` may be replaced (see
+            :func:`otcolor.image.save_image`).
 
     Raises:
         UsageError: the map is of a type the format cannot hold.
@@ -152,6 +172,12 @@ def save_map(path: str | os.PathLike[str], look: Look, info: dict[str, Any] | No
             "data_offsets": [offset, offset + array.nbytes],
         }
         offset += array.nbytes
+    # A flipped weight byte keeps the layout valid and the values finite: only a checksum of
+    # the tensor bytes catches it.
+    digest = hashlib.sha256()
+    for array in arrays.values():
+        digest.update(array.tobytes())
+    meta["sha256"] = digest.hexdigest()
     header["__metadata__"] = meta
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)  # align the data to 8 bytes, as safetensors does
@@ -162,7 +188,7 @@ def save_map(path: str | os.PathLike[str], look: Look, info: dict[str, Any] | No
         for array in arrays.values():
             fp.write(array.tobytes())
 
-    write_atomically(Path(path), write)
+    write_atomically(Path(path), write, overwrite)
 
 
 def load_map(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> MapFile:
@@ -252,6 +278,10 @@ def _parse(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         end = stop
     if end != len(body):
         raise InputError(f"corrupt map file ({len(body) - end} bytes after the last tensor)")
+    # Files written before the checksum existed have none and are read as before.
+    expected = meta.get("sha256")
+    if expected is not None and hashlib.sha256(body).hexdigest() != expected:
+        raise InputError("corrupt map file (the tensor bytes do not match their SHA-256)")
     return header, tensors
 
 
@@ -402,9 +432,15 @@ def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> tuple[list[Path],
     for item in map(Path, inputs):
         if item.is_dir():
             folder = True
-            found = sorted(
-                p for p in item.iterdir() if p.is_file() and p.suffix.lower() in suffixes
-            )
+            try:
+                found = sorted(
+                    p for p in item.iterdir() if p.is_file() and p.suffix.lower() in suffixes
+                )
+            except OSError as err:
+                raise InputError(
+                    f"{item}: cannot list the folder: {err.strerror or err}",
+                    "check its permissions",
+                ) from err
             if not found:
                 raise InputError(f"{item}: folder holds no image files")
             files += found
@@ -460,12 +496,28 @@ def apply_map(
         duplicate = next((n for n in names if names.count(n) > 1), None)
         if duplicate is not None:
             raise UsageError(f"two inputs are named {duplicate}", "apply them separately")
+        if output.exists() and not output.is_dir():
+            raise UsageError(
+                f"{output}: several inputs need an output folder, and this is an existing file",
+                "give a folder with -o",
+            )
         if not output.is_dir():
             if not output.parent.is_dir():
-                raise UsageError(f"{output}: parent folder {output.parent} does not exist")
-            output.mkdir()
+                raise UsageError(
+                    f"{output}: parent folder {output.parent} does not exist", "create it first"
+                )
+            try:
+                output.mkdir()
+            except FileExistsError:
+                pass  # created meanwhile by someone else: the per-file checks below decide
+            except OSError as err:
+                raise OutputError(
+                    f"{output}: cannot create the folder: {err.strerror or err}",
+                    "check the permissions of its parent",
+                ) from err
         targets = [output / f.name for f in files]
     everything = [*files, Path(map_path), *([apply_mask] if apply_mask else [])]
+    check_distinct_outputs(targets, everything)
     for target in targets:
         check_output_path(target, everything, force=force)
 
@@ -490,7 +542,9 @@ def apply_map(
         )
         apply_seconds += time.perf_counter() - began
         megapixels += image.n_pixels / 1e6
-        warnings += save_image(target, mapped, alpha=image.alpha, like=image, quality=quality)
+        warnings += save_image(
+            target, mapped, alpha=image.alpha, like=image, quality=quality, overwrite=force
+        )
         if callback is not None:
             callback(done, len(files), target)
         del image, mapped

@@ -31,6 +31,7 @@ from .gaussian import bures_map, moments
 from .image import (
     DEFAULT_MAX_PIXELS,
     _all_finite,  # chunked: no full-size temporary on big images
+    check_distinct_outputs,
     check_output_path,
     load_image,
     load_mask,
@@ -554,8 +555,9 @@ def transfer(
     resolve_device(config.device)  # fail on an unavailable device before any decoding
     # The output is checked before decoding (a 50-megapixel decode takes seconds), and once
     # more for its format's alpha support when the source turns out to have alpha.
-    check_output_path(output, [source, target], force=force)
     inputs = [p for p in (source, target, source_mask, target_mask, apply_mask) if p is not None]
+    check_distinct_outputs([output, save_map, lut], inputs)  # masks are inputs too
+    check_output_path(output, inputs, force=force)
     for extra in (save_map, lut):
         if extra is not None:
             check_output_path(extra, [*inputs, output], force=force, image=False)
@@ -565,7 +567,7 @@ def transfer(
     target_image = load_image(target, max_pixels=config.max_pixels)
     has_alpha = source_image.alpha is not None
     if has_alpha:
-        check_output_path(output, [source, target], force=force, has_alpha=True)
+        check_output_path(output, inputs, force=force, has_alpha=True)
     warnings = [*source_image.warnings, *target_image.warnings]
 
     rng = np.random.default_rng(config.seed)
@@ -573,6 +575,12 @@ def transfer(
         "source": None if source_mask is None else load_mask(source_mask, source_image.size),
         "target": None if target_mask is None else load_mask(target_mask, target_image.size),
         "apply": None if apply_mask is None else load_mask(apply_mask, source_image.size),
+    }
+    # Hashed now, not after the fit: the map must name the masks that were used.
+    mask_prints = {
+        name: fingerprint(path)
+        for name, path in (("source_mask", source_mask), ("target_mask", target_mask))
+        if path is not None and save_map is not None
     }
     x = sample_pixels(source_image, config.samples, rng, mask=masks["source"])
     y = sample_pixels(target_image, config.samples, rng, mask=masks["target"])
@@ -608,7 +616,12 @@ def transfer(
             "try another --seed, --loss or --smoothness",
         )
     warnings += save_image(
-        output, mapped, alpha=source_image.alpha, like=source_image, quality=config.quality
+        output,
+        mapped,
+        alpha=source_image.alpha,
+        like=source_image,
+        quality=config.quality,
+        overwrite=force,
     )
     if save_map is not None:
         fit_settings = {
@@ -617,15 +630,13 @@ def transfer(
         }
         info = {
             "fit": fit_settings,
-            "source": fingerprint(source, source_image.size),
-            "target": fingerprint(target, target_image.size),
+            "source": fingerprint(source, source_image.size, source_image.sha256),
+            "target": fingerprint(target, target_image.size, target_image.sha256),
         }
-        for name, path in (("source_mask", source_mask), ("target_mask", target_mask)):
-            if path is not None:
-                info[name] = fingerprint(path)
-        write_map(save_map, look, info)
+        info.update(mask_prints)
+        write_map(save_map, look, info, overwrite=force)
     if lut is not None:
-        export_lut(look, lut, lut_size)
+        export_lut(look, lut, lut_size, overwrite=force)
 
     def summary_sw2(a: np.ndarray, alpha: np.ndarray | None = None) -> float:
         # A quick summary, not the benchmark: 64 directions on 16384 pixels take ~0.1 s.

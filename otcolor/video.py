@@ -28,7 +28,14 @@ import numpy as np
 
 from .color import ColorTable, Look, apply_look, to_space
 from .errors import InputError, OutputError, UsageError
-from .image import check_output_path, load_image, sample_pixels
+from .image import (
+    check_distinct_outputs,
+    check_output_path,
+    commit_file,
+    load_image,
+    sample_pixels,
+    tmp_prefix,
+)
 
 _HINT_FFMPEG = "install ffmpeg (e.g. 'apt install ffmpeg' or 'brew install ffmpeg') and retry"
 
@@ -245,6 +252,7 @@ def transfer_video(
     source, output = Path(source), Path(output)
     ffmpeg, ffprobe = find_ffmpeg()
     inputs = [source, *([reference] if reference is not None else [])]
+    check_distinct_outputs([output, save_map], inputs)
     check_output_path(output, inputs, force=force, image=False)
     if save_map is not None:
         check_output_path(save_map, [*inputs, output], force=force, image=False)
@@ -278,9 +286,9 @@ def transfer_video(
             info_extra = {
                 "fit": {**fit_settings, "fit_frames": fit_frames},
                 "source": fingerprint(source, (info.width, info.height)),
-                "target": fingerprint(reference, target.size),
+                "target": fingerprint(reference, target.size, target.sha256),
             }
-            write_map(save_map, look, info_extra)
+            write_map(save_map, look, info_extra, overwrite=force)
 
     table = ColorTable(look)
     if info.width % 2 or info.height % 2:
@@ -288,7 +296,7 @@ def transfer_video(
             f"{source}: {info.width}x{info.height} frames are odd-sized, so they are encoded "
             "4:4:4 (4:2:0 needs even sizes); some players cannot play that"
         )
-    done, audio = _encode(ffmpeg, source, output, info, table, frame_callback)
+    done, audio = _encode(ffmpeg, source, output, info, table, frame_callback, overwrite=force)
     if info.audio and not audio:
         warnings.append(f"{output}: the audio could not be copied into this container")
     return VideoResult(
@@ -321,9 +329,11 @@ def _encode(
     info: VideoInfo,
     table: ColorTable,
     callback: Callable[[int, int | None], None] | None,
+    overwrite: bool = True,
 ) -> tuple[int, bool]:
     r"""Maps every frame and writes ``output`` atomically; returns the frames and whether
-    audio was copied."""
+    audio was copied. Without ``overwrite``, a file that appeared at ``output`` meanwhile is
+    kept (:func:`otcolor.image.commit_file`)."""
 
     # 4:2:0 is what every player reads, but it halves both sizes: odd frames need 4:4:4.
     chroma = "yuv444p" if info.width % 2 or info.height % 2 else "yuv420p"
@@ -407,7 +417,7 @@ def _encode(
                 str(final_tmp),
             ]
             audio = subprocess.run(mux, capture_output=True, check=False).returncode == 0
-        os.replace(final_tmp if audio else video_tmp, output)
+        commit_file(final_tmp if audio else video_tmp, output, overwrite=overwrite)
         return done, audio
     finally:
         errors.close()
@@ -421,9 +431,7 @@ def _temp_path(output: Path, suffix: str) -> Path:
     container from it)."""
 
     try:
-        fd, name = tempfile.mkstemp(
-            prefix=f".{output.stem}.otcolor-tmp-", suffix=suffix, dir=output.parent
-        )
+        fd, name = tempfile.mkstemp(prefix=tmp_prefix(output), suffix=suffix, dir=output.parent)
     except OSError as err:
         raise OutputError(f"{output}: cannot create a file: {err.strerror or err}") from err
     os.close(fd)

@@ -393,8 +393,13 @@ def test_alpha_needs_a_format_with_alpha(
 
 def corrupt_idat(path: Path) -> None:
     data = bytearray(path.read_bytes())
-    start = data.index(b"IDAT") + 4
+    at = data.index(b"IDAT")
+    start = at + 4
     data[start + 2 : start + 40] = bytes(range(38))
+    # A CRC matching the garbage, so that the decoder (not the CRC check) meets it.
+    (length,) = struct.unpack(">I", data[at - 4 : at])
+    crc = zlib.crc32(bytes(data[at : at + 4 + length])) & 0xFFFFFFFF
+    data[at + 4 + length : at + 8 + length] = struct.pack(">I", crc)
     path.write_bytes(bytes(data))
 
 

@@ -95,6 +95,7 @@ def run(args: list[str], inputs: list[Path], *, code: int, phrase: str | None = 
     if code != 0:
         (line,) = lines(result.stderr)
         assert line.startswith("Error: "), line
+        assert line.endswith(")"), f"no (hint): {line}"
         if phrase is not None:
             assert phrase in line, line
         assert result.stdout == ""
@@ -206,8 +207,21 @@ def make_bad(tmp_path: Path, case: str) -> Path:
     elif case == "corrupt-idat":
         valid.save(path)
         data = bytearray(path.read_bytes())
-        start = data.index(b"IDAT") + 6
+        at = data.index(b"IDAT")
+        start = at + 6
         data[start : start + 40] = bytes(range(40))
+        # A valid CRC over the garbage, so that the decoder (not the CRC check) meets it.
+        (length,) = struct.unpack(">I", data[at - 4 : at])
+        crc = zlib.crc32(bytes(data[at : at + 4 + length])) & 0xFFFFFFFF
+        data[at + 4 + length : at + 8 + length] = struct.pack(">I", crc)
+        path.write_bytes(bytes(data))
+    elif case == "bad-idat-crc":
+        # Pillow checks header CRCs only; intact pixel data under a stale CRC is still corrupt.
+        valid.save(path)
+        data = bytearray(path.read_bytes())
+        at = data.index(b"IDAT")
+        (length,) = struct.unpack(">I", data[at - 4 : at])
+        data[at + 4 + length] ^= 0x01
         path.write_bytes(bytes(data))
     elif case == "bad-crc":
         valid.save(path)
@@ -268,6 +282,7 @@ BAD_INPUTS = [
     ("truncated-jpeg", 3, "runcated"),
     ("corrupt-idat", 3, "cannot decode PNG image"),
     ("bad-crc", 3, "PNG file that Pillow cannot open"),
+    ("bad-idat-crc", 3, "bad CRC in PNG chunk 'IDAT'"),
     ("bad-bmp-header", 3, "Unsupported BMP pixel depth"),
     ("eps", 3, "format EPS is not allowed"),
     ("fits", 3, "format FITS is not allowed"),

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 __all__ = [
     "EPILOG",
+    "MAX_SEED",
+    "MIN_SAMPLES",
     "DeviceName",
     "InitName",
     "LossName",
     "ModelName",
     "app",
+    "finite",
     "json_safe",
     "main",
     "make_progress",
     "print_error",
+    "printable",
     "stderr_console",
     "versions",
 ]
@@ -42,6 +46,7 @@ from rich.progress import (
 from typer.core import TyperGroup
 
 from .. import __version__
+from .._entry import INTERRUPTED, ignore_further_interrupts
 from ..errors import EXIT_CODES, OtcolorError
 
 
@@ -91,6 +96,11 @@ class DeviceName(str, Enum):
 _CLICK_ERRORS = tuple(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
+# Missing or unreadable paths are most often inputs (exit 3); the rest (ENOSPC, EROFS, ...)
+# concern what is being written (exit 4).
+_READ_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
 class _Group(TyperGroup):
     r"""Turns whatever a command raises into one ``Error:`` line and a documented exit code."""
 
@@ -106,7 +116,8 @@ class _Group(TyperGroup):
             if debug or type(err).__name__ == "NoArgsIsHelpError":
                 raise
             context = getattr(err, "ctx", None)
-            hint = f" (see '{context.command_path} --help')" if context is not None else ""
+            command = context.command_path if context is not None else "otcolor"
+            hint = f" (see '{command} --help')"
             print_error(" ".join(err.format_message().split()) + hint)
             raise typer.Exit(err.exit_code) from None
         except OtcolorError as err:
@@ -116,8 +127,20 @@ class _Group(TyperGroup):
             raise typer.Exit(err.exit_code) from None
         except KeyboardInterrupt:
             # Outputs are written atomically, so an interrupt leaves no partial file.
-            print_error("interrupted")
+            ignore_further_interrupts()
+            print_error(INTERRUPTED)
             raise typer.Exit(130) from None
+        except OSError as err:
+            # A file system failure that no check anticipated (a file deleted or made
+            # unreadable mid-run, a full disk): still a documented code, not "a bug".
+            if debug:
+                raise
+            code = 3 if isinstance(err, _READ_ERRORS) else 4
+            where = f"{err.filename}: " if err.filename is not None else ""
+            reason = err.strerror or " ".join(str(err).split())
+            hint = "check the input files" if code == 3 else "check the output folder, free space"
+            print_error(f"{where}{reason} ({hint})")
+            raise typer.Exit(code) from None
         except Exception as err:
             if debug:
                 raise
@@ -172,10 +195,39 @@ def _root(
     r"""Transfer colours between images with learned optimal-transport maps."""
 
 
+#: The largest ``--seed``: numpy's and torch's seeding take any 32-bit value, and a seed past
+#: 2**63 overflowed inside them (exit 1, and ``bench`` left an empty ``--out`` folder behind).
+MAX_SEED = 2**32 - 1
+
+#: The fewest ``--samples``: below this a fit is meaningless and single-colour warnings mislead.
+MIN_SAMPLES = 16
+
+
+def finite(value: float | None) -> float | None:
+    r"""Option callback refusing ``inf`` and ``nan``, which Click's ranges let through."""
+
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"{value} is not a finite number")
+    return value
+
+
 def print_error(message: str) -> None:
     # soft_wrap: one line whatever the terminal width, so scripts can grep it.
     Console(stderr=True, highlight=False).print(
-        f"[bold red]Error:[/] {escape(message)}", soft_wrap=True
+        f"[bold red]Error:[/] {escape(printable(message))}", soft_wrap=True
+    )
+
+
+def printable(text: str) -> str:
+    r"""``text`` with control characters escaped (``\n``, ``\x1b``, ...).
+
+    File names can hold newlines, which would break the one-line rule, and terminal escape
+    sequences, which would reach the user's terminal; both come from paths we print.
+    """
+
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+        for c in text
     )
 
 

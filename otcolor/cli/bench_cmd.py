@@ -12,7 +12,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ._app import EPILOG, DeviceName, app, json_safe, make_progress, stderr_console, versions
+from ._app import (
+    EPILOG,
+    MAX_SEED,
+    DeviceName,
+    app,
+    json_safe,
+    make_progress,
+    stderr_console,
+    versions,
+)
 
 bench_app = typer.Typer(
     no_args_is_help=True,
@@ -57,7 +66,9 @@ StepsOption = Annotated[
     int | None,
     typer.Option(min=1, help="Training steps (default: tuned per loss).", show_default=False),
 ]
-SeedOption = Annotated[int, typer.Option(min=0, help="Random seed (problem, data, training).")]
+SeedOption = Annotated[
+    int, typer.Option(min=0, max=MAX_SEED, help="Random seed (problem, data, training).")
+]
 DeviceOption = Annotated[DeviceName, typer.Option(help="Where to train (no silent fallback).")]
 OutOption = Annotated[
     Path | None,

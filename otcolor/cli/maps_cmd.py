@@ -17,12 +17,16 @@ from .. import transfer as transfer_lib
 from .. import video as video_lib
 from ._app import (
     EPILOG,
+    MAX_SEED,
+    MIN_SAMPLES,
     DeviceName,
     LossName,
     ModelName,
     app,
+    finite,
     json_safe,
     make_progress,
+    printable,
     stderr_console,
     versions,
 )
@@ -54,7 +58,7 @@ class LutMethod(str, Enum):
 def _warn(warnings: list[str]) -> None:
     stderr = stderr_console()
     for warning in warnings:
-        stderr.print(f"[yellow]Warning:[/] {escape(warning)}", soft_wrap=True)
+        stderr.print(f"[yellow]Warning:[/] {escape(printable(warning))}", soft_wrap=True)
 
 
 def _emit(result: object, **extra: object) -> None:
@@ -79,7 +83,7 @@ def apply(
     ],
     strength: Annotated[
         float | None,
-        typer.Option(
+        typer.Option(callback=finite,
             min=0.0,
             max=1.0,
             help="Override the map's strength: t in x + t (T(x) - x).",
@@ -165,7 +169,7 @@ def lut(
     ] = None,
     strength: Annotated[
         float | None,
-        typer.Option(min=0.0, max=1.0, help="Override the map's strength.", show_default=False),
+        typer.Option(callback=finite, min=0.0, max=1.0, help="Override the map's strength.", show_default=False),
     ] = None,
     method: Annotated[
         LutMethod,
@@ -186,7 +190,7 @@ def lut(
     check_output_path(output, [map_file], force=force, image=False)
     format_name, size = lut_lib.check_lut(output, fmt.value if fmt else None, size)
     look = mapfile.load_map(map_file).look.with_strength(strength)
-    lut_lib.export_lut(look, output, size, format_name, method.value)
+    lut_lib.export_lut(look, output, size, format_name, method.value, overwrite=force)
     if json_output:
         payload = {
             "output": str(output),
@@ -231,18 +235,22 @@ def video(
     steps: Annotated[
         int | None, typer.Option(min=1, show_default=False, rich_help_panel="Model")
     ] = None,
-    samples: Annotated[int, typer.Option(min=1, rich_help_panel="Model")] = _DEFAULTS.samples,
+    samples: Annotated[
+        int, typer.Option(min=MIN_SAMPLES, rich_help_panel="Model")
+    ] = _DEFAULTS.samples,
     smoothness: Annotated[
-        float, typer.Option(min=0.0, rich_help_panel="Model")
+        float, typer.Option(callback=finite, min=0.0, rich_help_panel="Model")
     ] = _DEFAULTS.smoothness,
     device: Annotated[DeviceName, typer.Option(rich_help_panel="Model")] = DeviceName(
         _DEFAULTS.device
     ),
-    seed: Annotated[int, typer.Option(min=0, rich_help_panel="Model")] = _DEFAULTS.seed,
+    seed: Annotated[
+        int, typer.Option(min=0, max=MAX_SEED, rich_help_panel="Model")
+    ] = _DEFAULTS.seed,
     space: SpaceOption = SpaceName.rgb,
     strength: Annotated[
         float | None,
-        typer.Option(
+        typer.Option(callback=finite,
             min=0.0,
             max=1.0,
             help="t in x + t (T(x) - x) (default 1, or the map's).",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -16,11 +17,14 @@ from rich.table import Table
 from ..mnist import generate
 from ._app import (
     EPILOG,
+    MAX_SEED,
     DeviceName,
     LossName,
     app,
+    finite,
     json_safe,
     make_progress,
+    printable,
     stderr_console,
     versions,
 )
@@ -68,7 +72,10 @@ def mnist(
         int, typer.Option(min=2, help="Latents and digits per step.", rich_help_panel="Model")
     ] = _DEFAULTS.batch_size,
     lr: Annotated[
-        float, typer.Option(help="Adam learning rate (positive).", rich_help_panel="Model")
+        float,
+        typer.Option(
+            callback=finite, help="Adam learning rate (positive).", rich_help_panel="Model"
+        ),
     ] = _DEFAULTS.lr,
     samples: Annotated[
         int,
@@ -91,7 +98,7 @@ def mnist(
         typer.Option(help="Where to train (no silent fallback).", rich_help_panel="Model"),
     ] = DeviceName(_DEFAULTS.device),
     seed: Annotated[
-        int, typer.Option(min=0, help="Random seed.", rich_help_panel="Model")
+        int, typer.Option(min=0, max=MAX_SEED, help="Random seed.", rich_help_panel="Model")
     ] = _DEFAULTS.seed,
     save_model: Annotated[
         Path | None,
@@ -146,10 +153,18 @@ def mnist(
             description=escape(_LABELS.get(phase, phase.replace("train:", "training "))),
         )
 
-    with progress:
+    # The library reports degraded runs (e.g. an unwritable cache) as UserWarnings; they are
+    # shown as the other commands show theirs, one line each, never as a Python warning.
+    with warnings.catch_warnings(record=True) as caught, progress:
+        warnings.simplefilter("always", UserWarning)
         result = generate.run_mnist(
             config, output, force=force, save_model=save_model, callback=callback
         )
+    stderr = stderr_console()
+    for warning in caught:
+        if issubclass(warning.category, UserWarning):
+            text = escape(printable(str(warning.message)))
+            stderr.print(f"[yellow]Warning:[/] {text}", soft_wrap=True)
 
     if json_output:
         payload = dataclasses.asdict(result)

@@ -16,14 +16,18 @@ from rich.table import Table
 from .. import transfer as transfer_lib
 from ._app import (
     EPILOG,
+    MAX_SEED,
+    MIN_SAMPLES,
     DeviceName,
     InitName,
     EstimatorName,
     LossName,
     ModelName,
     app,
+    finite,
     json_safe,
     make_progress,
+    printable,
     stderr_console,
     versions,
 )
@@ -49,7 +53,7 @@ SpaceOption = Annotated[
 ]
 StrengthOption = Annotated[
     float,
-    typer.Option(
+    typer.Option(callback=finite,
         min=0.0,
         max=1.0,
         help="t in x + t (T(x) - x): 0 leaves the image as it is, 1 applies the full map.",
@@ -146,11 +150,13 @@ def transfer(
     ] = _DEFAULTS.steps,
     samples: Annotated[
         int,
-        typer.Option(min=1, help="Pixels drawn from each image.", rich_help_panel="Model"),
+        typer.Option(
+            min=MIN_SAMPLES, help="Pixels drawn from each image.", rich_help_panel="Model"
+        ),
     ] = _DEFAULTS.samples,
     smoothness: Annotated[
         float,
-        typer.Option(
+        typer.Option(callback=finite,
             min=0.0,
             help="Smoother map (less speckle) vs closer colours: 0 = closest; see the README.",
             rich_help_panel="Model",
@@ -164,7 +170,7 @@ def transfer(
         typer.Option(help="Where to train (no silent fallback).", rich_help_panel="Model"),
     ] = DeviceName(_DEFAULTS.device),
     seed: Annotated[
-        int, typer.Option(min=0, help="Random seed.", rich_help_panel="Model")
+        int, typer.Option(min=0, max=MAX_SEED, help="Random seed.", rich_help_panel="Model")
     ] = _DEFAULTS.seed,
     quality: Annotated[
         int,
@@ -270,7 +276,7 @@ def transfer(
     if not quiet:
         _print_summary(result)
     for warning in result.warnings:
-        stderr.print(f"[yellow]Warning:[/] {escape(warning)}", soft_wrap=True)
+        stderr.print(f"[yellow]Warning:[/] {escape(printable(warning))}", soft_wrap=True)
 
 
 

@@ -22,6 +22,7 @@ __all__ = [
 import math
 import os
 import pickle
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -157,15 +158,30 @@ def load_or_train_classifier(
             return model, False
         except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError):
             model = Classifier()  # a corrupt cache is retrained and replaced, never fatal
+    # Checked before the ~25 s of training, which an unwritable cache must not waste: the
+    # classifier is then trained for this run only.
+    problem = _cache_problem(path.parent)
     model = _train(train_images.cpu(), train_labels.cpu(), config, callback)
+    if problem is not None:
+        warnings.warn(f"{problem}; the classifier was not cached (it is retrained next run)")
+        return model, True
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OutputError(
-            f"{path.parent}: cannot create the cache folder: {err.strerror}"
-        ) from None
-    atomic_torch_save(model.state_dict(), path)
+        atomic_torch_save(model.state_dict(), path)
+    except OutputError as err:
+        warnings.warn(f"{err.message}; the classifier was not cached")
     return model, True
+
+
+def _cache_problem(folder: Path) -> str | None:
+    r"""Why the cache folder cannot take a file (created if missing), or ``None``."""
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        return f"{folder}: cannot create the cache folder: {err.strerror or err}"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{folder}: the cache folder is not writable"
+    return None
 
 
 def atomic_torch_save(obj: object, path: Path) -> None:
