@@ -101,7 +101,7 @@ class TransferConfig:
     smoothness: float = 0.6  # trades closeness to the target for a smoother map (see README)
     init: str = "gaussian"  # "gaussian" (closed-form OT map) or "identity"
     fallback: bool = True  # use the closed-form Gaussian map when the learned one fits worse
-    strict: bool = False  # a learned map worse than the Gaussian one is an error, not a fallback
+    strict: bool = False  # a fit worse than the Gaussian map is an error, not a refit/fallback
     lr: float | None = None  # None: the loss's default (LOSS_SETTINGS)
     device: str = "auto"  # auto, cpu, cuda or mps
     seed: int = 0  # seeds pixel sampling, initialisation and training
@@ -328,9 +328,14 @@ def _fit_color_map(
             model, source_set, loss_full, gaussian, estimator, xs[:1000], callback, restart
         )
         if scores["restarted_from_gaussian"]:
+            if config.strict:
+                raise TrainingError(
+                    "the learned map fits worse than the closed-form Gaussian map",
+                    "drop --strict to refit from the Gaussian map, or try more --steps",
+                )
             warnings.append(
                 "the first fit was worse than the closed-form Gaussian map; "
-                "it was refitted from the Gaussian map"
+                "it was refitted starting from the Gaussian map"
             )
         color_map = ColorMap(model, center, scale).to(device)
         color_map.eval()

@@ -121,7 +121,9 @@ def test_json_is_exactly_one_object(tmp_path: Path, images: tuple[Path, Path]) -
     assert len(result.stdout.strip().splitlines()) == 1
     payload = json.loads(result.stdout)
     assert set(payload) == JSON_KEYS
-    assert payload["output"] == str(output) and payload["seed"] == 3 and payload["steps"] == 5
+    assert payload["output"] == str(output) and payload["seed"] == 3
+    # L-BFGS iterations run: the 5 asked for, plus the refinement of a restart if one was needed.
+    assert payload["steps"] in (5, 6)
     assert (payload["model"], payload["loss"], payload["device"]) == ("cmgn", "ot", "cpu")
     assert isinstance(payload["metrics"], dict) and isinstance(payload["warnings"], list)
     assert set(payload["versions"]) == {"otcolor", "torch", "pillow"}

@@ -894,7 +894,7 @@ def test_strict_turns_the_gaussian_fallback_into_an_error(tmp_path: Path, source
     # Onto itself, the Gaussian map is exactly the identity: a learned map cannot beat it.
     output = tmp_path / "out.png"
     result = run(transfer_args(source, source, output, "--json"), [source], code=0)
-    assert any("using the Gaussian map" in w for w in json.loads(result.stdout)["warnings"])
+    assert any("from the Gaussian map" in w for w in json.loads(result.stdout)["warnings"])
     output.unlink()
     run(
         transfer_args(source, source, output, "--strict"),
@@ -966,7 +966,7 @@ def test_training_out_of_memory_is_exit_5_with_a_hint(
     def oom(*args: object, **kwargs: object) -> None:
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
 
-    monkeypatch.setattr(otcolor.transfer, "fit_regression", oom)
+    monkeypatch.setattr(otcolor.transfer, "fit_brenier", oom)
     output = tmp_path / "out.png"
     result = run(
         transfer_args(source, target, output),
