@@ -81,3 +81,21 @@ def test_bench_known_cli_json(tmp_path: Path) -> None:
     assert payload["benchmark"] == "known"
     methods = [r["model"] for r in payload["results"] + payload["baselines"]]
     assert methods[0] == "cmgn" and "mkl" in methods
+
+
+def test_report_files_keep_a_file_that_appeared_during_the_run(tmp_path: Path) -> None:
+    from otcolor.bench.files import save_report
+
+    photo = str(_tiny_photo(tmp_path))
+    config = KnownBenchConfig(photos=(photo,), families=("scurve",), baselines=(), steps=3,
+                              plan=False, device="cpu")  # fmt: skip
+    report = run_known("cmgn", config)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "known.md").write_text("someone else's")  # created after the --out check passed
+    with pytest.raises(UsageError):
+        save_report(report, out, "known", overwrite=False)
+    assert (out / "known.md").read_text() == "someone else's"
+    assert sorted(p.name for p in out.iterdir()) == ["known.md"]  # nothing partial left
+    save_report(report, out, "known", overwrite=True)
+    assert "cmgn" in (out / "known.md").read_text()

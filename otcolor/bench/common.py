@@ -174,21 +174,22 @@ def check_out_dir(out: str | os.PathLike[str] | None, names: Iterable[str], forc
         raise OutputError(f"{out} is not writable", "choose another --out")
 
 
-def write_text_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str, overwrite: bool = True) -> None:
     r"""Writes UTF-8 ``text`` to ``path`` as :func:`otcolor.image.write_atomically` does
-    (synced temporary file, then a rename: never half-written).
+    (synced temporary file, then a rename: never half-written; without ``overwrite`` a file
+    that appeared at ``path`` meanwhile is kept).
 
     Raises:
-        OutputError: the file cannot be written.
+        OutputError: the file cannot be written; UsageError: ``path`` appeared meanwhile.
     """
 
-    write_atomically(path, lambda fp: fp.write(text.encode("utf-8")))
+    write_atomically(path, lambda fp: fp.write(text.encode("utf-8")), overwrite)
 
 
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+def write_json_atomic(path: Path, payload: dict[str, Any], overwrite: bool = True) -> None:
     r"""Writes ``payload`` as indented JSON, atomically (NaN/inf become ``null``)."""
 
-    write_text_atomic(path, json.dumps(_finite(payload), indent=2) + "\n")
+    write_text_atomic(path, json.dumps(_finite(payload), indent=2) + "\n", overwrite)
 
 
 def _finite(value: Any) -> Any:

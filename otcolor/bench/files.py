@@ -29,13 +29,15 @@ def planned_files(prefix: str, losses: list[str], baselines: bool) -> list[str]:
     return names
 
 
-def save_report(report: BenchReport, out: Path, prefix: str) -> list[str]:
+def save_report(report: BenchReport, out: Path, prefix: str, overwrite: bool = True) -> list[str]:
     r"""Writes ``report`` into the folder ``out``; returns the file names, also kept in
     ``report.files``.
 
     ``PREFIX.json`` (:meth:`BenchReport.to_json`), ``PREFIX.md`` (the table) and one scatter
     figure per loss, ``PREFIX_LOSS.png``, with one panel per model (plus
-    ``PREFIX_baselines.png`` when the report has baselines with samples).
+    ``PREFIX_baselines.png`` when the report has baselines with samples). Every file is
+    committed atomically; without ``overwrite`` one that appeared during the run is kept
+    (UsageError).
     """
 
     out.mkdir(parents=True, exist_ok=True)
@@ -62,7 +64,7 @@ def save_report(report: BenchReport, out: Path, prefix: str) -> list[str]:
             else ""
         )
         scatter_panels(out / name, samples["source"], samples["target"], panels, title, axes,
-                       names, colors=pixels)  # fmt: skip
+                       names, colors=pixels, overwrite=overwrite)  # fmt: skip
         files.append(name)
     baseline_panels = {
         model: points for (model, loss), points in samples.get("mapped", {}).items() if loss == "-"
@@ -70,10 +72,11 @@ def save_report(report: BenchReport, out: Path, prefix: str) -> list[str]:
     if baseline_panels:
         name = f"{prefix}_baselines.png"
         scatter_panels(out / name, samples["source"], samples["target"], baseline_panels,
-                       f"{report.benchmark}: baselines", axes, names, colors=pixels)  # fmt: skip
+                       f"{report.benchmark}: baselines", axes, names, colors=pixels,
+                       overwrite=overwrite)  # fmt: skip
         files.append(name)
     files = [f"{prefix}.json", f"{prefix}.md", *files]
     report.files = files
-    write_text_atomic(out / f"{prefix}.md", markdown_table(report))
-    write_json_atomic(out / f"{prefix}.json", report.to_json())
+    write_text_atomic(out / f"{prefix}.md", markdown_table(report), overwrite)
+    write_json_atomic(out / f"{prefix}.json", report.to_json(), overwrite)
     return files

@@ -55,6 +55,7 @@ def scatter_panels(
     axes: Sequence[tuple[int, int]] = ((0, 1),),
     axis_names: Sequence[str] | None = None,
     colors: bool = False,
+    overwrite: bool = True,
 ) -> Path:
     r"""Draws one panel per entry of ``mapped`` (and one row per pair of ``axes``) and saves a PNG.
 
@@ -104,6 +105,12 @@ def scatter_panels(
     fig.suptitle(title)
     # Room for the legend below the x labels: a fixed height, whatever the number of rows.
     fig.tight_layout(rect=(0, 0.45 / fig.get_figheight(), 1, 1))
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    # Through the atomic writer: a figure is never half-written, and without ``overwrite`` a
+    # file that appeared at ``path`` during the run is kept.
+    from ..image import write_atomically
+
+    try:
+        write_atomically(Path(path), lambda fp: fig.savefig(fp, dpi=110, format="png"), overwrite)
+    finally:
+        plt.close(fig)
     return path

@@ -119,7 +119,7 @@ def _run(
         report = call(report_step)  # type: ignore[operator]
 
     if out is not None:
-        save_report(report, out, prefix)
+        save_report(report, out, prefix, overwrite=force)
     if json_output:
         payload = report.to_json()
         payload["versions"] = versions()

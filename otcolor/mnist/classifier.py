@@ -184,7 +184,7 @@ def _cache_problem(folder: Path) -> str | None:
     return None
 
 
-def atomic_torch_save(obj: object, path: Path) -> None:
+def atomic_torch_save(obj: object, path: Path, overwrite: bool = True) -> None:
     r"""``torch.save(obj, path)`` through :func:`otcolor.image.write_atomically` (a synced
     temporary file in the same folder, then a rename): ``path`` never holds a partial file.
 
@@ -192,7 +192,7 @@ def atomic_torch_save(obj: object, path: Path) -> None:
         OutputError: the file cannot be written.
     """
 
-    write_atomically(path, lambda fp: torch.save(obj, fp))
+    write_atomically(path, lambda fp: torch.save(obj, fp), overwrite)
 
 
 def frechet_distance(a: Tensor, b: Tensor) -> float:

@@ -258,14 +258,14 @@ def _output_paths(output: Path, models: list[str]) -> list[Path]:
     return [output.with_name(f"{output.stem}-{name}{output.suffix}") for name in models]
 
 
-def _save_model(path: Path, model: GradientMap, name: str) -> None:
+def _save_model(path: Path, model: GradientMap, name: str, overwrite: bool = True) -> None:
     payload = {
         "model": name,
         "kwargs": GENERATOR_MODELS[name],
         "features": PIXELS,
         "state_dict": model.state_dict(),
     }
-    atomic_torch_save(payload, path)
+    atomic_torch_save(payload, path, overwrite)
 
 
 def run_mnist(
@@ -399,9 +399,9 @@ def run_mnist(
         images = sample(model, n_eval, config.seed + 3, device)
         metrics = evaluate_samples(images, classifier, test_features, test_np)
         if grid is not None:
-            save_image(grid, grid_image(images))
+            save_image(grid, grid_image(images), overwrite=force)
         if save is not None:
-            _save_model(save, model.cpu(), name)
+            _save_model(save, model.cpu(), name, overwrite=force)
         results.append(
             ModelResult(
                 model=name,
