@@ -369,6 +369,9 @@ def test_two_real_ctrl_cs_give_one_line_and_no_traceback() -> None:
     # as a second Ctrl-C during shutdown would: deterministic, real signals.
     program = (
         "import atexit, os, signal, time\n"
+        # A child started in the background (nohup, CI runners) inherits SIGINT ignored; a
+        # terminal's Ctrl-C reaches a foreground process with Python's own handler.
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "from otcolor import _entry\n"
         "def again():\n"
         "    os.kill(os.getpid(), signal.SIGINT)\n"
