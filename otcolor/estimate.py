@@ -17,9 +17,11 @@ The plan-regression estimator that preceded it (exact OT on four random 1000-pix
 a regression onto the plan) is kept as ``estimator="plan"`` for comparison: its targets are a
 noisy 1000-point sample of the plan, which capped its accuracy at 33-44 dB on the same pairs.
 
-"Never worse than the closed form" holds by construction: the objective of the result is
-compared with the Gaussian map's; if it is worse, the fit restarts from the Gaussian map with
-the nonlinear part silenced and only refines, which can only decrease the objective.
+"Never worse than the closed form" holds by construction: the fit term (the weighted sliced
+:math:`W_2^2`, penalty excluded) of the result is compared with the Gaussian map's; if it is
+worse, the model restarts exactly at the Gaussian map (nonlinear part silenced) and only
+refines, and the refinement is kept only if its fit term is no worse than that start's. The
+result is always the trained network, never a substituted closed form.
 """
 
 from __future__ import annotations
@@ -106,8 +108,9 @@ def fit_brenier(
             the fit ends worse than the closed form.
 
     Returns:
-        The logs (``loss``, ``fit`` per iteration) and the scores: the sliced objective of the
-        result (``fit_sliced_w2``) and of the Gaussian map (``gaussian_sliced_w2``).
+        The logs (``loss``, ``fit`` per iteration) and the scores: the sliced fit term of the
+        result (``fit_sliced_w2``) and of the Gaussian map (``gaussian_sliced_w2``), and whether
+        the restart from the Gaussian map was needed (``restarted_from_gaussian``, 0 or 1).
     """
 
     x, w = source.points, source.weights.to(source.points)

@@ -79,3 +79,12 @@ def test_fit_is_repeatable_on_cpu(photo: np.ndarray) -> None:
     a, out_a = _recover(photo, target, steps=20, seed=5)
     b, out_b = _recover(photo, target, steps=20, seed=5)
     assert np.array_equal(out_a, out_b)
+
+
+def test_the_closed_form_to_beat_does_not_depend_on_the_start(photo: np.ndarray) -> None:
+    # With --init identity the bar is still the Gaussian map, not the identity.
+    target = _to8(draw_map("scurve", 7)(photo))
+    a, _ = _recover(photo, target, steps=4, init="gaussian")
+    b, _ = _recover(photo, target, steps=4, init="identity")
+    assert np.isclose(a.scores["gaussian_sliced_w2"], b.scores["gaussian_sliced_w2"], rtol=1e-6)
+    assert b.scores["fit_sliced_w2"] <= b.scores["gaussian_sliced_w2"]
