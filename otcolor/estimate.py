@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from .atoms import WeightedColors
 from .gaussian import bures_map
-from .losses import WeightedSlicedW2, jacobian_penalty
+from .losses import WeightedSlicedW2
 from .train import RegressionConfig, fit_lbfgs
 
 Callback = Callable[[int, dict[str, float]], None]
@@ -121,16 +121,9 @@ def fit_brenier(
     def sliced() -> Tensor:
         return loss(model(x), w)
 
-    def objective(module: nn.Module) -> tuple[float, float]:
-        r"""The fit term and the whole objective (fit plus penalty) of ``module``."""
-
+    def fit_term(module: nn.Module) -> float:
         with torch.no_grad():
-            fit_term = float(loss(module(x), w))
-        value = fit_term
-        if config.smoothness and probe is not None:
-            penalty = jacobian_penalty(module, probe, config.penalty_power, probe_weights)
-            value += config.smoothness * float(penalty.detach())
-        return fit_term, value
+            return float(loss(module(x), w))
 
     start = RegressionConfig(
         steps=config.start_steps, smoothness=config.smoothness, penalty_power=config.penalty_power
@@ -151,27 +144,29 @@ def fit_brenier(
             return ((model(x) - targets).square().sum(-1) * w).sum()
 
         extend(fit_lbfgs(model, regression, start, probe, callback, 1, probe_weights))
-    if config.refine_steps:
+
+    def refine_in_place() -> None:
         extend(
             fit_lbfgs(model, sliced, refine, probe, callback, 1 + len(history["loss"]), probe_weights)
         )
 
+    if config.refine_steps:
+        refine_in_place()
+
     # Accuracy is judged on the fit term alone: the penalty may trade closeness for smoothness,
     # but never below the closed form's closeness.
-    learned_fit, _ = objective(model)
-    gaussian_fit, _ = objective(gaussian)
+    learned_fit = fit_term(model)
+    gaussian_fit = fit_term(gaussian)
     restarted = 0.0
     if not learned_fit <= gaussian_fit and restart is not None:
         restart()
         # The restart is the Gaussian map itself; refinement keeps only what improves on it.
         snapshot = {k: v.clone() for k, v in model.state_dict().items()}
-        extend(
-            fit_lbfgs(model, sliced, refine, probe, callback, 1 + len(history["loss"]), probe_weights)
-        )
-        learned_fit, _ = objective(model)
+        refine_in_place()
+        learned_fit = fit_term(model)
         if not learned_fit <= gaussian_fit:
             model.load_state_dict(snapshot)
-            learned_fit, _ = objective(model)
+            learned_fit = fit_term(model)
         restarted = 1.0
     scores = {
         "fit_sliced_w2": float(learned_fit),

@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .atoms import WeightedColors, source_atoms, target_atoms
 from .color import SPACES, Look, apply_look, to_space
 from .errors import TrainingError, UsageError
-from .atoms import WeightedColors, source_atoms, target_atoms
 from .estimate import EstimatorConfig, fit_brenier
 from .gaussian import bures_map, moments
 from .image import (

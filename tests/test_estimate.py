@@ -49,7 +49,7 @@ def test_an_affine_brenier_map_is_recovered_exactly(photo: np.ndarray) -> None:
     M = q @ np.diag([0.5, 0.7, 0.9]) @ q.T  # symmetric PD: the gradient of a convex quadratic
     c = 0.5 - M @ np.full(3, 0.5)
     target = _to8(photo @ M.T + c)
-    fitted, out = _recover(photo, target)
+    _, out = _recover(photo, target)
     assert psnr(out, target)["psnr"] >= 50.0
     # The learned part stays small: the map is the affine one, not a detour around it.
     assert np.abs(out.astype(int) - target).max() <= 3
@@ -76,8 +76,8 @@ def test_near_affine_map_improves_on_the_closed_form_without_falling_back(
 
 def test_fit_is_repeatable_on_cpu(photo: np.ndarray) -> None:
     target = _to8(draw_map("palette", 3)(photo))
-    a, out_a = _recover(photo, target, steps=20, seed=5)
-    b, out_b = _recover(photo, target, steps=20, seed=5)
+    _, out_a = _recover(photo, target, steps=20, seed=5)
+    _, out_b = _recover(photo, target, steps=20, seed=5)
     assert np.array_equal(out_a, out_b)
 
 

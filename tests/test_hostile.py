@@ -24,13 +24,12 @@ from PIL import Image
 from test_reliability import FAST, digest, lines, pixels, run, temp_files
 
 import otcolor.image
-import otcolor.mnist.classifier as classifier
 from otcolor import _entry
-from otcolor.cli import app
 from otcolor.color import Look
 from otcolor.errors import InputError, OtcolorError, OutputError, TrainingError, UsageError
 from otcolor.image import LoadedImage, load_image, save_image, write_atomically
 from otcolor.mapfile import load_map, save_map
+from otcolor.mnist import classifier
 from otcolor.models import AffineMap
 from otcolor.transfer import ColorMap, TransferConfig, transfer
 

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError
+from ..image import write_atomically
 
 #: Points drawn per cloud: enough to see the shape, few enough to keep PNGs small.
 MAX_POINTS = 2000
@@ -107,8 +108,6 @@ def scatter_panels(
     fig.tight_layout(rect=(0, 0.45 / fig.get_figheight(), 1, 1))
     # Through the atomic writer: a figure is never half-written, and without ``overwrite`` a
     # file that appeared at ``path`` during the run is kept.
-    from ..image import write_atomically
-
     try:
         write_atomically(Path(path), lambda fp: fig.savefig(fp, dpi=110, format="png"), overwrite)
     finally:

@@ -8,7 +8,7 @@ estimator with a closed-form M-step.
 
 from __future__ import annotations
 
-__all__ = ["GaussianMixtureConfig", "FittedMixture", "fit_mixture"]
+__all__ = ["FittedMixture", "GaussianMixtureConfig", "fit_mixture"]
 
 import math
 from dataclasses import dataclass
@@ -80,7 +80,7 @@ def fit_mixture(x: Tensor, config: GaussianMixtureConfig | None = None) -> Fitte
     x = x.double()
     if x.shape[0] > config.max_points:
         x = x[torch.randperm(x.shape[0], generator=generator)[: config.max_points]]
-    n, d = x.shape
+    n = x.shape[0]
     k = min(config.components, n)
     ridge = config.ridge * float(x.var(0).mean())
     centres = x[torch.randperm(n, generator=generator)[:k]].clone()
