@@ -60,6 +60,8 @@ from torch import nn
 
 from . import __version__
 from .color import SPACES, ColorTable, Look, apply_look
+from .regrain import REGRAIN
+from .regrain import regrain as regrain_image
 from .errors import InputError, OutputError, UsageError
 from .image import (
     ALLOWED_FORMATS,
@@ -455,6 +457,7 @@ def apply_map(
     output: str | os.PathLike[str],
     *,
     strength: float | None = None,
+    regrain: bool = True,
     apply_mask: str | os.PathLike[str] | None = None,
     force: bool = False,
     quality: int = 95,
@@ -473,6 +476,7 @@ def apply_map(
         inputs: image files and folders of images.
         output: the output image or folder.
         strength: overrides the strength saved in the map.
+        regrain: apply with the regrain (:mod:`otcolor.regrain`; spatial), or the pure map.
         apply_mask: a mask image, the size of every input, restricting where the map applies.
         force: replace existing outputs (never an input).
         callback: called as ``callback(done, total, path)`` after each image.
@@ -534,12 +538,15 @@ def apply_map(
             if image.size not in mask_cache:
                 mask_cache[image.size] = load_mask(apply_mask, image.size)
             mask = mask_cache[image.size]
-        if image.bit_depth == 8 and table is None:
+        if (image.bit_depth == 8 or regrain) and table is None:
             table = ColorTable(look)
         began = time.perf_counter()
-        mapped = apply_look(
-            look, image.rgb, bit_depth=image.bit_depth, mask=mask, table=table, as_uint8=True
-        )
+        if regrain:
+            mapped = regrain_image(look, image.rgb, REGRAIN, mask=mask, table=table)
+        else:
+            mapped = apply_look(
+                look, image.rgb, bit_depth=image.bit_depth, mask=mask, table=table, as_uint8=True
+            )
         apply_seconds += time.perf_counter() - began
         megapixels += image.n_pixels / 1e6
         warnings += save_image(

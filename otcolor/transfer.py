@@ -30,6 +30,7 @@ from .estimate import EstimatorConfig, fit_brenier
 from .gaussian import bures_map, moments
 from .image import (
     DEFAULT_MAX_PIXELS,
+    LoadedImage,
     _all_finite,  # chunked: no full-size temporary on big images
     check_distinct_outputs,
     check_output_path,
@@ -41,6 +42,7 @@ from .image import (
 from .losses import LOSSES, SlicedW2, WeightedSlicedW2, build_loss, ot_assignment
 from .metrics import sliced_w2
 from .models import MODELS, AffineMap, build_model
+from .regrain import REGRAIN, base_colors, regrain
 from .train import FitConfig, RegressionConfig, fit, fit_regression, resolve_device
 
 Callback = Callable[[int, dict[str, float]], None]
@@ -111,6 +113,7 @@ class TransferConfig:
     space: str = "rgb"  # fit and apply in "rgb" (sRGB) or "lab" (CIELAB)
     strength: float = 1.0  # t in x + t (T(x) - x): 0 is the identity, 1 the full map
     preserve_luminance: bool = False  # keep each pixel's CIELAB lightness
+    regrain: bool = True  # fit on the base layer, keep the grain (otcolor.regrain); off: pure map
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -196,6 +199,9 @@ class ColorMap(nn.Module):
 class ConstantMap(nn.Module):
     r"""Creates :math:`T(x) = c`: the exact OT map onto a single colour (and the barycentric
     map out of one), the gradient of the linear :math:`c^\top x`."""
+
+    #: Nothing to regrain: every pixel goes to one colour (otcolor.regrain applies it pure).
+    constant = True
 
     def __init__(self, colour: Tensor) -> None:
         super().__init__()
@@ -515,6 +521,25 @@ def _first_line(err: BaseException) -> str:
     return text[0] if text else type(err).__name__
 
 
+def _sample_base(
+    image: LoadedImage,
+    mask: np.ndarray | None,
+    n: int,
+    rng: np.random.Generator,
+    device: torch.device,
+) -> np.ndarray:
+    r"""Draws pixels of an image's base layer (:func:`otcolor.regrain.base_colors`); alpha and
+    the mask are read at the base layer's pixels."""
+
+    scale = REGRAIN.scale
+    base = LoadedImage(
+        base_colors(image.rgb, REGRAIN, device),
+        alpha=None if image.alpha is None else image.alpha[::scale, ::scale],
+        path=image.path,
+    )
+    return sample_pixels(base, n, rng, mask=None if mask is None else mask[::scale, ::scale])
+
+
 def transfer(
     source: str | os.PathLike[str],
     target: str | os.PathLike[str],
@@ -589,18 +614,31 @@ def transfer(
         for name, path in (("source_mask", source_mask), ("target_mask", target_mask))
         if path is not None and save_map is not None
     }
-    x = sample_pixels(source_image, config.samples, rng, mask=masks["source"])
-    y = sample_pixels(target_image, config.samples, rng, mask=masks["target"])
+    if config.regrain:
+        # Both sides are fitted as base layers: the map moves the images' structure colours,
+        # not their grain, and an image onto itself stays the identity (otcolor.regrain).
+        device = resolve_device(config.device)
+        x = _sample_base(source_image, masks["source"], config.samples, rng, device)
+        y = _sample_base(target_image, masks["target"], config.samples, rng, device)
+    else:
+        x = sample_pixels(source_image, config.samples, rng, mask=masks["source"])
+        y = sample_pixels(target_image, config.samples, rng, mask=masks["target"])
     space = config.space
     fitted = fit_color_map(to_space(x, space), to_space(y, space), config, callback)
     warnings += fitted.warnings
 
     # One route for every consumer (apply, LUTs, video): see otcolor.color.
     look = Look(fitted.map, space, config.strength, config.preserve_luminance, fitted.device)
-    try:
-        mapped = apply_look(
+
+    def apply(look: Look) -> np.ndarray:
+        if config.regrain:
+            return regrain(look, source_image.rgb, REGRAIN, mask=masks["apply"])
+        return apply_look(
             look, source_image.rgb, bit_depth=source_image.bit_depth, mask=masks["apply"]
         )
+
+    try:
+        mapped = apply(look)
     except RuntimeError as err:  # torch.cuda.OutOfMemoryError is a RuntimeError
         if not _is_out_of_memory(err):
             raise
@@ -614,9 +652,7 @@ def transfer(
             f"out of device memory applying the map ({_first_line(err)}); applied on the CPU"
         )
         look = Look(fitted.map.cpu(), space, config.strength, config.preserve_luminance, "cpu")
-        mapped = apply_look(
-            look, source_image.rgb, bit_depth=source_image.bit_depth, mask=masks["apply"]
-        )
+        mapped = apply(look)
     if not _all_finite(mapped):
         raise TrainingError(
             "the fitted map gives non-finite colours; nothing was written",
@@ -633,7 +669,10 @@ def transfer(
     if save_map is not None:
         fit_settings = {
             k: getattr(config, k)
-            for k in ("model", "loss", "estimator", "steps", "samples", "smoothness", "init", "seed")
+            for k in (
+                "model", "loss", "estimator", "steps", "samples", "smoothness", "init", "seed",
+                "regrain",
+            )
         }
         info = {
             "fit": fit_settings,

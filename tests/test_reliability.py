@@ -16,6 +16,7 @@ import struct
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -555,7 +556,10 @@ def test_tiny_and_single_colour_images(
     Image.fromarray(TINY[case]).save(tiny)
     output = tmp_path / "out.png"
     pair = (tiny, target) if role == "source" else (source, tiny)
-    result = run(transfer_args(*pair, output, "--json"), [tiny, source, target], code=0)
+    # Colour-count properties belong to the pure map; the regrain is spatial.
+    result = run(
+        transfer_args(*pair, output, "--json", "--no-regrain"), [tiny, source, target], code=0
+    )
     payload = json.loads(result.stdout)
     assert all(v is not None and np.isfinite(v) for v in payload["metrics"].values())
 
@@ -582,7 +586,9 @@ def test_posterised_images(tmp_path: Path, source: Path, target: Path, role: str
     Image.fromarray(palette[rng.integers(0, 4, (20, 30))]).save(poster)
     output = tmp_path / "out.png"
     pair = (poster, target) if role == "source" else (source, poster)
-    result = run(transfer_args(*pair, output, "--json"), [poster, source, target], code=0)
+    result = run(
+        transfer_args(*pair, output, "--json", "--no-regrain"), [poster, source, target], code=0
+    )
     assert np.isfinite(list(json.loads(result.stdout)["metrics"].values())).all()
     out = np.asarray(Image.open(output)).reshape(-1, 3)
     if role == "source":
@@ -596,9 +602,10 @@ def test_posterised_images(tmp_path: Path, source: Path, target: Path, role: str
         assert distance(out.astype(float)) < distance(before)
 
 
-def test_source_equal_to_target_is_the_identity(tmp_path: Path, source: Path) -> None:
+@pytest.mark.parametrize("route", ["--regrain", "--no-regrain"])
+def test_source_equal_to_target_is_the_identity(tmp_path: Path, source: Path, route: str) -> None:
     output = tmp_path / "out.png"
-    run(transfer_args(source, source, output), [source], code=0)
+    run(transfer_args(source, source, output, route), [source], code=0)
     diff = np.abs(np.asarray(Image.open(output)).astype(int) - np.asarray(Image.open(source)))
     assert diff.max() <= 1
 
@@ -795,6 +802,8 @@ def test_ctrl_c_anywhere_loses_nothing(
         "applying": ("apply_look", interrupt),
     }
     monkeypatch.setattr(otcolor.transfer, *patches[when])
+    if when == "applying":  # the regrain route as well as the pure one
+        monkeypatch.setattr(otcolor.transfer, "regrain", interrupt)
     run(
         transfer_args(source, target, output, "--force"),
         [source, target],
@@ -879,12 +888,13 @@ def test_transient_nan_recovers(
 def test_non_finite_map_output_is_never_written(
     tmp_path: Path, source: Path, target: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def broken(look: object, rgb: np.ndarray, **kwargs: object) -> np.ndarray:
+    def broken(look: object, rgb: np.ndarray, *args: object, **kwargs: object) -> np.ndarray:
         out = np.array(rgb, dtype=np.float32)
         out[0, 0, 0] = np.nan
         return out
 
     monkeypatch.setattr(otcolor.transfer, "apply_look", broken)
+    monkeypatch.setattr(otcolor.transfer, "regrain", broken)
     output = tmp_path / "out.png"
     run(transfer_args(source, target, output), [source, target], code=5, phrase="non-finite")
     assert not output.exists()
@@ -989,13 +999,19 @@ def test_transfer_apply_out_of_memory(
         fitted.device = device  # as if fitted there; the map itself stays on the CPU
         return fitted
 
-    def apply(look: otcolor.transfer.Look, rgb: np.ndarray, **kwargs: object) -> np.ndarray:
-        if str(look.device) != "cpu" or device == "cpu":
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
-        return real_apply(look, rgb, **kwargs)
+    real_regrain = otcolor.transfer.regrain
+
+    def route(real: Any) -> Any:
+        def apply(look: otcolor.transfer.Look, rgb: np.ndarray, *args: Any, **kwargs: Any) -> Any:
+            if str(look.device) != "cpu" or device == "cpu":
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+            return real(look, rgb, *args, **kwargs)
+
+        return apply
 
     monkeypatch.setattr(otcolor.transfer, "fit_color_map", fit_on)
-    monkeypatch.setattr(otcolor.transfer, "apply_look", apply)
+    monkeypatch.setattr(otcolor.transfer, "apply_look", route(real_apply))
+    monkeypatch.setattr(otcolor.transfer, "regrain", route(real_regrain))
     output = tmp_path / "out.png"
     if device == "cpu":
         run(

@@ -33,6 +33,7 @@ from ._app import (
 from .transfer_cmd import (
     _LOOK,
     LuminanceOption,
+    RegrainOption,
     SaveMapOption,
     SpaceName,
     SpaceOption,
@@ -91,6 +92,7 @@ def apply(
             rich_help_panel=_LOOK,
         ),
     ] = None,
+    regrain: RegrainOption = True,
     apply_mask: Annotated[
         Path | None,
         typer.Option(
@@ -126,6 +128,7 @@ def apply(
             inputs,
             output,
             strength=strength,
+            regrain=regrain,
             apply_mask=apply_mask,
             force=force,
             quality=quality,

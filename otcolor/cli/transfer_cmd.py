@@ -68,6 +68,17 @@ LuminanceOption = Annotated[
         rich_help_panel=_LOOK,
     ),
 ]
+RegrainOption = Annotated[
+    bool,
+    typer.Option(
+        "--regrain/--no-regrain",
+        help=(
+            "Fit the map on the image's base layer and keep its grain (spatial: no amplified "
+            "noise or JPEG blocks). --no-regrain: the pure colour map, same colour in, same out."
+        ),
+        rich_help_panel=_LOOK,
+    ),
+]
 MaskOption = Annotated[
     Path | None,
     typer.Option(
@@ -203,6 +214,7 @@ def transfer(
     space: SpaceOption = SpaceName(_DEFAULTS.space),
     strength: StrengthOption = _DEFAULTS.strength,
     preserve_luminance: LuminanceOption = _DEFAULTS.preserve_luminance,
+    regrain: RegrainOption = _DEFAULTS.regrain,
     source_mask: MaskOption = None,
     target_mask: MaskOption = None,
     apply_mask: MaskOption = None,
@@ -241,6 +253,7 @@ def transfer(
         space=space.value,
         strength=strength,
         preserve_luminance=preserve_luminance,
+        regrain=regrain,
     )
 
     stderr = stderr_console()

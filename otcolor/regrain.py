@@ -1,0 +1,314 @@
+r"""Regrain: the fitted colour map applied to an image's base layer, its grain kept as it was.
+
+A colour map stretches thin colour clouds to fill the target's spread; in smooth regions the
+only variation there is to stretch is sensor grain and JPEG blocking, so every pure colour map
+that reaches the target also amplifies them. The output image does not have to be a function of
+colour alone. Following Rabin, Delon & Gousseau (2011), who regularise the transport
+displacement with the source as the guide, and He, Sun & Tang's guided filter (2013) in its
+fast subsampled form (He & Sun 2015):
+
+1. the **base layer** :math:`B = \mathrm{GF}_I(I;\ r_b, \epsilon_b)` is the image smoothed by a
+   colour guided filter with itself as the guide: structure stronger than
+   :math:`\sqrt{\epsilon_b}` survives, grain and 8×8 blocks do not;
+2. the map :math:`T` is fitted on the colours of :math:`B` (:func:`base_colors`), so that it
+   stretches the image's structure, not its grain, onto the target;
+3. the **displacement** :math:`D = T(B) - B` is filtered once more with the image as the guide,
+   :math:`\mathrm{GF}_I(D;\ r, \epsilon)`, which keeps it locally affine in :math:`I` (edges and
+   texture keep their own displacement) and flat where :math:`I` is flat;
+4. the output is :math:`O = I + \mathrm{GF}_I(D)`: the grain of :math:`I` passes with gain
+   about 1, the colours follow :math:`T`.
+
+Both filters run on an image subsampled by :attr:`RegrainConfig.scale` (box means); the
+coefficients of the second are upsampled bilinearly and applied to the full-resolution image,
+in bands of rows with halos, so memory is bounded and the result does not depend on the band
+size (every value is computed from the same neighbourhood in the same order). The map is
+evaluated through the look's :class:`~otcolor.color.ColorTable` (exact at the 8-bit colours,
+trilinear in between), so its cost is that of the distinct colours, not of the pixels.
+
+The output is **spatial**: the same colour can come out differently in two places. Outputs
+that must be a colour function (LUTs, ``--no-regrain``) use the pure map.
+"""
+
+from __future__ import annotations
+
+__all__ = ["REGRAIN", "RegrainConfig", "base_colors", "guided_filter", "regrain"]
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .color import ColorTable, Look, apply_look
+from .errors import UsageError
+
+#: Low-resolution rows per band: bounds memory (about 1 kB per low-resolution pixel of width).
+BAND_ROWS = 64
+
+
+@dataclass(frozen=True)
+class RegrainConfig:
+    r"""Settings of the regrain; radii are in full-resolution pixels.
+
+    Arguments:
+        scale: the filters run on the image subsampled by this factor (box means).
+        base_radius: :math:`r_b`, the radius of the base-layer filter.
+        base_eps: :math:`\epsilon_b`: local variance (in :math:`[0,1]^2` units) below which the
+            base layer is flat; :math:`3 \cdot 10^{-3}` is a standard deviation of 14 levels.
+        radius: :math:`r`, the radius of the displacement filter.
+        eps: :math:`\epsilon`: local variance below which the displacement is constant.
+    """
+
+    scale: int = 2
+    base_radius: int = 8
+    base_eps: float = 3e-3
+    radius: int = 4
+    eps: float = 1e-4
+
+    def __post_init__(self) -> None:
+        if self.scale < 1:
+            raise UsageError(f"regrain scale must be at least 1, got {self.scale}")
+        if min(self.base_radius, self.radius) < self.scale:
+            raise UsageError("regrain radii must be at least the scale")
+        if not (self.base_eps > 0 and self.eps > 0):
+            raise UsageError("regrain eps must be positive")
+
+    @property
+    def low_radii(self) -> tuple[int, int]:
+        r"""The two radii in low-resolution pixels."""
+
+        return max(1, round(self.base_radius / self.scale)), max(1, round(self.radius / self.scale))
+
+    @property
+    def halo(self) -> int:
+        r"""Low-resolution rows a band needs on each side: two box stages per filter, plus one
+        for the bilinear upsampling."""
+
+        base, disp = self.low_radii
+        return 2 * (base + disp) + 1
+
+
+#: The default settings, chosen by measurement (docs/regrain.md).
+REGRAIN = RegrainConfig()
+
+
+def _box(x: Tensor, r: int) -> Tensor:
+    r"""Mean over the :math:`(2r+1)^2` window clipped to the image, over the last two axes.
+
+    Separable, and each value is a sum over its own window (not a difference of cumulative
+    sums), so it does not depend on where a band starts.
+    """
+
+    k = 2 * r + 1
+    shape = x.shape
+    x = x.reshape(1, -1, *shape[-2:])
+    x = F.avg_pool2d(x, (1, k), stride=1, padding=(0, r), count_include_pad=False)
+    x = F.avg_pool2d(x, (k, 1), stride=1, padding=(r, 0), count_include_pad=False)
+    return x.reshape(shape)
+
+
+def _coefficients(guide: Tensor, p: Tensor, r: int, eps: float) -> tuple[Tensor, Tensor]:
+    r"""The colour guided filter's local affine model :math:`p \approx A^\top I + b`.
+
+    Arguments:
+        guide: :math:`I`, :math:`(3, H, W)`.
+        p: the filtered signal, :math:`(C, H, W)`.
+
+    Returns:
+        :math:`\bar{A}`, :math:`(3, C, H, W)`, and :math:`\bar{b}`, :math:`(C, H, W)`: the
+        window solutions of :math:`(\Sigma_I + \epsilon\,\mathrm{Id}) A = \mathrm{cov}(I, p)`,
+        averaged over the windows that cover each pixel.
+    """
+
+    mean_i, mean_p = _box(guide, r), _box(p, r)
+    pairs = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]
+    prods = torch.stack([guide[i] * guide[j] for i, j in pairs])
+    s = _box(prods, r) - torch.stack([mean_i[i] * mean_i[j] for i, j in pairs])
+    s00, s01, s02, s11, s12, s22 = (s[k] + (eps if i == j else 0.0) for k, (i, j) in enumerate(pairs))
+    # The inverse of a symmetric positive definite 3x3 matrix by its adjugate, per pixel.
+    c00 = s11 * s22 - s12 * s12
+    c01 = s02 * s12 - s01 * s22
+    c02 = s01 * s12 - s02 * s11
+    c11 = s00 * s22 - s02 * s02
+    c12 = s01 * s02 - s00 * s12
+    c22 = s00 * s11 - s01 * s01
+    det = s00 * c00 + s01 * c01 + s02 * c02
+    inv = torch.stack([c00, c01, c02, c01, c11, c12, c02, c12, c22]).reshape(3, 3, *det.shape)
+    inv = inv / det
+    cross = _box(guide[:, None] * p[None], r) - mean_i[:, None] * mean_p[None]  # (3, C, H, W)
+    a = torch.einsum("ijhw,jchw->ichw", inv, cross)
+    b = mean_p - torch.einsum("ihw,ichw->chw", mean_i, a)
+    return _box(a, r), _box(b, r)
+
+
+def guided_filter(guide: Tensor, p: Tensor, r: int, eps: float) -> Tensor:
+    r"""He, Sun & Tang's colour guided filter, :math:`\bar{A}^\top I + \bar{b}`.
+
+    Arguments:
+        guide: :math:`I`, :math:`(3, H, W)`.
+        p: :math:`(C, H, W)`.
+        r: the window radius.
+        eps: the regulariser: windows with variance well below it are averaged flat.
+
+    Returns:
+        The filtered :math:`p`, :math:`(C, H, W)`.
+    """
+
+    a, b = _coefficients(guide, p, r, eps)
+    return torch.einsum("ihw,ichw->chw", guide, a) + b
+
+
+def _downsample(rows: np.ndarray, scale: int, device: torch.device | str) -> Tensor:
+    r"""Box means of ``scale`` × ``scale`` blocks, the last ones edge-replicated:
+    :math:`(h, W, 3)` → :math:`(3, \lceil h/s \rceil, \lceil W/s \rceil)`, float32."""
+
+    x = torch.from_numpy(np.ascontiguousarray(rows)).to(device)
+    x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
+    x = x.permute(2, 0, 1)
+    if scale == 1:
+        return x.contiguous()
+    pad_h, pad_w = -x.shape[1] % scale, -x.shape[2] % scale
+    if pad_h or pad_w:
+        x = F.pad(x[None], (0, pad_w, 0, pad_h), mode="replicate")[0]
+    return F.avg_pool2d(x[None], scale)[0]
+
+
+def _bands(height: int, scale: int, halo: int) -> Iterator[tuple[int, int, int, int]]:
+    r"""Low-resolution bands ``(begin, end, slab_begin, slab_end)`` covering ``height`` rows."""
+
+    low = -(-height // scale)
+    for begin in range(0, low, BAND_ROWS):
+        end = min(begin + BAND_ROWS, low)
+        yield begin, end, max(0, begin - halo), min(low, end + halo)
+
+
+def _slab(rgb: np.ndarray, scale: int, lo: int, hi: int, device: torch.device | str) -> Tensor:
+    r"""Low-resolution rows ``[lo, hi)`` of the image."""
+
+    return _downsample(rgb[lo * scale : hi * scale], scale, device)
+
+
+def base_colors(
+    rgb: np.ndarray,
+    config: RegrainConfig | None = None,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    r"""The base layer of an image at the filter's resolution: the colours the map is fitted on.
+
+    Arguments:
+        rgb: the image, :math:`(H, W, 3)`, uint8 or float in :math:`[0, 1]`.
+
+    Returns:
+        :math:`B`, :math:`(\lceil H/s \rceil, \lceil W/s \rceil, 3)`, float32, clipped to
+        :math:`[0, 1]`.
+    """
+
+    config = config or RegrainConfig()
+    base_r, _ = config.low_radii
+    halo = 2 * base_r
+    parts = []
+    for begin, end, lo, hi in _bands(rgb.shape[0], config.scale, halo):
+        guide = _slab(rgb, config.scale, lo, hi, device)
+        base = guided_filter(guide, guide, base_r, config.base_eps)[:, begin - lo : end - lo]
+        parts.append(base.clamp(0, 1).permute(1, 2, 0).cpu().numpy())
+    return np.concatenate(parts)
+
+
+def _map_lattice(table: ColorTable, colours: np.ndarray) -> np.ndarray:
+    r"""The look at float colours :math:`(N, 3)` in :math:`[0, 1]`: exact at the 8-bit colours
+    (the table's values), trilinear between them."""
+
+    scaled = colours * np.float32(255)
+    corner = np.minimum(np.floor(scaled), 254).astype(np.int64)
+    frac = (scaled - corner).astype(np.float32)
+    base = corner[:, 0] | (corner[:, 1] << 8) | (corner[:, 2] << 16)
+    offsets = [dr | (dg << 8) | (db << 16) for db in (0, 1) for dg in (0, 1) for dr in (0, 1)]
+    keys = np.stack([base + o for o in offsets]).astype(np.uint32)  # (8, N)
+    table.update(keys.reshape(-1))
+    values = table.values()
+    out = np.zeros_like(colours, dtype=np.float32)
+    for k, o in enumerate(offsets):
+        w = np.ones(colours.shape[0], np.float32)
+        for axis, bit in enumerate((o & 1, (o >> 8) & 1, (o >> 16) & 1)):
+            w *= frac[:, axis] if bit else 1 - frac[:, axis]
+        out += w[:, None] * values[table.index[keys[k]]]
+    return out
+
+
+def _bilinear(size: int, low: int, scale: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    r"""Bilinear upsampling from ``low`` to ``size`` samples, as ``F.interpolate`` with
+    ``align_corners=False``: source indices ``i0``, ``i1`` and the weight of ``i1``."""
+
+    pos = np.maximum((np.arange(size) + 0.5) / scale - 0.5, 0.0)
+    i0 = np.minimum(np.floor(pos).astype(np.int64), low - 1)
+    i1 = np.minimum(i0 + 1, low - 1)
+    return i0, i1, (pos - i0).astype(np.float32)
+
+
+def regrain(
+    look: Look,
+    rgb: np.ndarray,
+    config: RegrainConfig | None = None,
+    *,
+    mask: np.ndarray | None = None,
+    table: ColorTable | None = None,
+) -> np.ndarray:
+    r"""Applies a look to an image with the regrain: :math:`O = I + \mathrm{GF}_I(T(B) - B)`.
+
+    Arguments:
+        look: the look (its map, space, strength and luminance setting give :math:`T`).
+        rgb: the image :math:`I`, :math:`(H, W, 3)`, uint8 or float in :math:`[0, 1]`.
+        config: the filter settings.
+        mask: where to apply, :math:`(H, W)` in :math:`[0, 1]`: :math:`I + m\,(O - I)`.
+        table: a colour table of ``look`` to reuse (video frames); a new one otherwise.
+
+    Returns:
+        The output, :math:`(H, W, 3)`, float32 in :math:`[0, 1]`.
+    """
+
+    config = config or RegrainConfig()
+    height, width = rgb.shape[:2]
+    if getattr(look.map, "constant", False):  # one output colour: no grain to keep
+        bit_depth = 8 if rgb.dtype == np.uint8 else 16
+        return apply_look(look, rgb, bit_depth=bit_depth, mask=mask, table=table if bit_depth == 8 else None)
+    if mask is not None and mask.shape != (height, width):
+        raise UsageError(f"mask is {mask.shape[1]}x{mask.shape[0]}, image is {width}x{height}")
+    table = ColorTable(look) if table is None else table
+    device = look.device
+    s = config.scale
+    base_r, disp_r = config.low_radii
+    low_w = -(-width // s)
+    c0, c1, cw = _bilinear(width, low_w, s)
+    c0_t, c1_t = torch.from_numpy(c0).to(device), torch.from_numpy(c1).to(device)
+    cw_t = torch.from_numpy(cw).to(device)
+    r0, r1, rw = _bilinear(height, -(-height // s), s)
+    out = np.empty((height, width, 3), np.float32)
+    for begin, end, lo, hi in _bands(height, s, config.halo):
+        guide = _slab(rgb, s, lo, hi, device)  # (3, h, w)
+        base = guided_filter(guide, guide, base_r, config.base_eps).clamp(0, 1)
+        flat = base.permute(1, 2, 0).reshape(-1, 3).cpu().numpy()
+        mapped = torch.from_numpy(_map_lattice(table, flat)).to(device)
+        shift = (mapped.reshape(*base.shape[1:], 3).permute(2, 0, 1) - base).contiguous()
+        a, b = _coefficients(guide, shift, disp_r, config.eps)  # (3, 3, h, w), (3, h, w)
+        coef = torch.cat([a.reshape(9, *b.shape[1:]), b])  # (12, h, w)
+        # Full-resolution rows whose bilinear sources are low rows of this band's own range.
+        y_lo = 0 if begin == 0 else int(np.searchsorted(r0, begin, "left"))
+        y_hi = height if end * s >= height else int(np.searchsorted(r0, end, "left"))
+        if y_hi <= y_lo:
+            continue
+        i0 = torch.from_numpy(r0[y_lo:y_hi] - lo).to(device)
+        i1 = torch.from_numpy(r1[y_lo:y_hi] - lo).to(device)
+        wy = torch.from_numpy(rw[y_lo:y_hi]).to(device)[None, :, None]
+        wide = coef[:, :, c0_t] * (1 - cw_t) + coef[:, :, c1_t] * cw_t  # (12, h, W)
+        full = wide[:, i0] * (1 - wy) + wide[:, i1] * wy  # (12, rows, W)
+        x = torch.from_numpy(np.ascontiguousarray(rgb[y_lo:y_hi])).to(device)
+        x = (x.float() / 255 if x.dtype == torch.uint8 else x.float()).permute(2, 0, 1)
+        a_full = full[:9].reshape(3, 3, *full.shape[1:])
+        o = x + torch.einsum("ihw,ichw->chw", x, a_full) + full[9:]
+        if mask is not None:
+            m = torch.from_numpy(np.ascontiguousarray(mask[y_lo:y_hi], np.float32)).to(device)
+            o = x + m * (o - x)
+        out[y_lo:y_hi] = o.clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+    return out
