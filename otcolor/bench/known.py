@@ -35,15 +35,13 @@ from typing import Any
 import numpy as np
 
 from ..baselines import BASELINES
+from ..data import image_path
 from ..errors import InputError, UsageError
 from ..image import load_image
 from ..train import resolve_device
 from ..transfer import TransferConfig, transfer
 from .common import BenchReport, BenchResult, Progress, expand_models, machine_info
 from .maps import FAMILIES, draw_map
-
-#: The repository checkout this package sits in (where the bundled photos are).
-ROOT = Path(__file__).resolve().parents[2]
 
 #: Photos by short name (paths relative to the checkout). ``skimage:NAME`` names a photo of
 #: ``skimage.data`` and any other string a path.
@@ -85,9 +83,14 @@ def load_photo(name: str) -> np.ndarray:
         if pixels.ndim != 3 or pixels.shape[-1] < 3:
             raise InputError(f"{name} is not a colour photo")
         return np.ascontiguousarray(pixels[..., :3]).astype(np.uint8)
-    path = ROOT / PHOTOS[name] if name in PHOTOS else Path(name)
-    if name in PHOTOS and not path.is_file():
-        raise InputError(f"the bundled photo {path} is missing", "pass photo paths")
+    if name in PHOTOS:
+        # Package data (otcolor.data), not the checkout: an installed wheel has no examples/.
+        try:
+            path = image_path(PHOTOS[name])
+        except FileNotFoundError as err:
+            raise InputError(str(err), "pass photo paths") from None
+    else:
+        path = Path(name)
     rgb = load_image(path).rgb
     return np.round(rgb * 255.0).astype(np.uint8)
 

@@ -37,6 +37,7 @@ from ..errors import UsageError
 from ..image import load_image, sample_pixels
 from ..metrics import evaluate_transfer, quantize
 from ..train import resolve_device
+from ..data import image_path
 from ..transfer import TransferConfig, apply_color_map, fit_color_map
 from .common import (
     BenchReport,
@@ -47,9 +48,6 @@ from .common import (
     machine_info,
     warm_up,
 )
-
-#: The repository checkout this package sits in (where the bundled example images are).
-ROOT = Path(__file__).resolve().parents[2]
 
 #: Image pairs by short name (paths relative to the checkout); ``ocean`` is the seed's pair.
 DEFAULT_PAIRS: dict[str, tuple[str, str]] = {
@@ -82,12 +80,11 @@ def resolve_pair(name: str) -> tuple[Path, Path]:
 
     if name not in DEFAULT_PAIRS:
         raise UsageError(f"unknown pair {name!r}", f"choose one of {', '.join(DEFAULT_PAIRS)}")
-    paths = tuple(ROOT / p for p in DEFAULT_PAIRS[name])
-    for path in paths:
-        if not path.is_file():
-            raise UsageError(
-                f"the example image {path} is missing", "pass SOURCE and TARGET image paths"
-            )
+    # Package data (otcolor.data), not the checkout: an installed wheel has no examples/.
+    try:
+        paths = tuple(image_path(p) for p in DEFAULT_PAIRS[name])
+    except FileNotFoundError as err:
+        raise UsageError(str(err), "pass SOURCE and TARGET image paths") from None
     return paths[0], paths[1]
 
 
