@@ -60,8 +60,6 @@ from torch import nn
 
 from . import __version__
 from .color import SPACES, ColorTable, Look, apply_look
-from .regrain import REGRAIN
-from .regrain import regrain as regrain_image
 from .errors import InputError, OutputError, UsageError
 from .image import (
     ALLOWED_FORMATS,
@@ -74,6 +72,8 @@ from .image import (
 )
 from .models import MODELS, AffineMap
 from .nn import ACTIVATIONS
+from .regrain import REGRAIN
+from .regrain import regrain as regrain_image
 
 #: The format name and version written in every map file's metadata.
 FORMAT = "otcolor-map"

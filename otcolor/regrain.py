@@ -79,7 +79,8 @@ class RegrainConfig:
     def low_radii(self) -> tuple[int, int]:
         r"""The two radii in low-resolution pixels."""
 
-        return max(1, round(self.base_radius / self.scale)), max(1, round(self.radius / self.scale))
+        base = max(1, round(self.base_radius / self.scale))
+        return base, max(1, round(self.radius / self.scale))
 
     @property
     def halo(self) -> int:
@@ -126,7 +127,9 @@ def _coefficients(guide: Tensor, p: Tensor, r: int, eps: float) -> tuple[Tensor,
     pairs = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]
     prods = torch.stack([guide[i] * guide[j] for i, j in pairs])
     s = _box(prods, r) - torch.stack([mean_i[i] * mean_i[j] for i, j in pairs])
-    s00, s01, s02, s11, s12, s22 = (s[k] + (eps if i == j else 0.0) for k, (i, j) in enumerate(pairs))
+    s00, s01, s02, s11, s12, s22 = (
+        s[k] + (eps if i == j else 0.0) for k, (i, j) in enumerate(pairs)
+    )
     # The inverse of a symmetric positive definite 3x3 matrix by its adjugate, per pixel.
     c00 = s11 * s22 - s12 * s12
     c01 = s02 * s12 - s01 * s22
@@ -184,6 +187,12 @@ def _bands(height: int, scale: int, halo: int) -> Iterator[tuple[int, int, int, 
         yield begin, end, max(0, begin - halo), min(low, end + halo)
 
 
+def _base_layer(guide: Tensor, config: RegrainConfig) -> Tensor:
+    r""":math:`B = \mathrm{GF}_I(I;\ r_b, \epsilon_b)` of a slab, clipped to :math:`[0, 1]`."""
+
+    return guided_filter(guide, guide, config.low_radii[0], config.base_eps).clamp(0, 1)
+
+
 def _slab(rgb: np.ndarray, scale: int, lo: int, hi: int, device: torch.device | str) -> Tensor:
     r"""Low-resolution rows ``[lo, hi)`` of the image."""
 
@@ -205,14 +214,12 @@ def base_colors(
         :math:`[0, 1]`.
     """
 
-    config = config or RegrainConfig()
-    base_r, _ = config.low_radii
-    halo = 2 * base_r
+    config = config or REGRAIN
+    halo = 2 * config.low_radii[0]
     parts = []
     for begin, end, lo, hi in _bands(rgb.shape[0], config.scale, halo):
-        guide = _slab(rgb, config.scale, lo, hi, device)
-        base = guided_filter(guide, guide, base_r, config.base_eps)[:, begin - lo : end - lo]
-        parts.append(base.clamp(0, 1).permute(1, 2, 0).cpu().numpy())
+        base = _base_layer(_slab(rgb, config.scale, lo, hi, device), config)
+        parts.append(base[:, begin - lo : end - lo].permute(1, 2, 0).cpu().numpy())
     return np.concatenate(parts)
 
 
@@ -268,17 +275,18 @@ def regrain(
         The output, :math:`(H, W, 3)`, float32 in :math:`[0, 1]`.
     """
 
-    config = config or RegrainConfig()
+    config = config or REGRAIN
     height, width = rgb.shape[:2]
     if getattr(look.map, "constant", False):  # one output colour: no grain to keep
         bit_depth = 8 if rgb.dtype == np.uint8 else 16
-        return apply_look(look, rgb, bit_depth=bit_depth, mask=mask, table=table if bit_depth == 8 else None)
+        table = table if bit_depth == 8 else None
+        return apply_look(look, rgb, bit_depth=bit_depth, mask=mask, table=table)
     if mask is not None and mask.shape != (height, width):
         raise UsageError(f"mask is {mask.shape[1]}x{mask.shape[0]}, image is {width}x{height}")
     table = ColorTable(look) if table is None else table
     device = look.device
     s = config.scale
-    base_r, disp_r = config.low_radii
+    disp_r = config.low_radii[1]
     low_w = -(-width // s)
     c0, c1, cw = _bilinear(width, low_w, s)
     c0_t, c1_t = torch.from_numpy(c0).to(device), torch.from_numpy(c1).to(device)
@@ -287,7 +295,7 @@ def regrain(
     out = np.empty((height, width, 3), np.float32)
     for begin, end, lo, hi in _bands(height, s, config.halo):
         guide = _slab(rgb, s, lo, hi, device)  # (3, h, w)
-        base = guided_filter(guide, guide, base_r, config.base_eps).clamp(0, 1)
+        base = _base_layer(guide, config)
         flat = base.permute(1, 2, 0).reshape(-1, 3).cpu().numpy()
         mapped = torch.from_numpy(_map_lattice(table, flat)).to(device)
         shift = (mapped.reshape(*base.shape[1:], 3).permute(2, 0, 1) - base).contiguous()

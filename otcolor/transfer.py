@@ -684,6 +684,12 @@ def transfer(
     if lut is not None:
         export_lut(look, lut, lut_size, overwrite=force)
 
+    if config.regrain:
+        # The fit saw base layers; the summary compares the images themselves.
+        summary_rng = np.random.default_rng(config.seed)
+        x = sample_pixels(source_image, config.samples, summary_rng, mask=masks["source"])
+        y = sample_pixels(target_image, config.samples, summary_rng, mask=masks["target"])
+
     def summary_sw2(a: np.ndarray, alpha: np.ndarray | None = None) -> float:
         # A quick summary, not the benchmark: 64 directions on 16384 pixels take ~0.1 s.
         rng = np.random.default_rng(config.seed)

@@ -20,7 +20,7 @@ FAST = dict(steps=5, samples=500, device="cpu")
 
 
 class Stretch(nn.Module):
-    r""":math:`T(x) = c + k\,(x - c)`: a pure map that amplifies every difference :math:`k` times."""
+    r""":math:`T(x) = c + k\,(x - c)`: a pure map amplifying every difference :math:`k` times."""
 
     def __init__(self, centre: float, gain: float) -> None:
         super().__init__()

@@ -33,11 +33,11 @@ from typing import Any
 import numpy as np
 
 from ..baselines import BASELINES
+from ..data import image_path
 from ..errors import UsageError
 from ..image import load_image, sample_pixels
 from ..metrics import evaluate_transfer, quantize
 from ..train import resolve_device
-from ..data import image_path
 from ..transfer import TransferConfig, apply_color_map, fit_color_map
 from .common import (
     BenchReport,
