@@ -91,7 +91,8 @@ class RegrainConfig:
         return 2 * (base + disp) + 1
 
 
-#: The default settings, chosen by measurement (docs/regrain.md).
+#: The default settings, from a prototype sweep on eight photo pairs (a rerunnable benchmark is
+#: still to come: README "Regrain").
 REGRAIN = RegrainConfig()
 
 
