@@ -67,7 +67,7 @@ class TrainingError(OtcolorError):
 EXIT_CODES: dict[int, str] = {
     0: "success (warnings allowed)",
     1: "unexpected internal error (a bug: rerun as 'otcolor --debug ...' and report it)",
-    2: "usage error (bad option, bad path combination, output exists without --force)",
+    2: "usage error (no command given, bad option, bad path combination, output exists without --force)",
     3: "an input image is unreadable, corrupt, unsupported or too large",
     4: "the output cannot be written",
     5: "training failed (non-finite loss that a retry did not fix, out of device memory, "

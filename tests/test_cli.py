@@ -89,6 +89,26 @@ def test_help_lists_exit_codes() -> None:
         assert option in result.stdout
 
 
+@pytest.mark.parametrize(
+    "command",
+    [[], ["transfer"], ["apply"], ["lut"], ["video"], ["mnist"], ["bench"], ["bench", "pixels"]],
+)
+def test_flags_read_as_flags_in_help(command: list[str]) -> None:
+    # Typer 0.29 labels every on/off flag "<bool>", as if it took a value.
+    result = runner.invoke(app, [*command, "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    assert "--help" in result.stdout
+    assert "<bool>" not in result.stdout and "boolean" not in result.stdout.lower()
+
+
+@pytest.mark.parametrize("command", [[], ["bench"]])
+def test_bare_group_prints_help_and_exits_2(command: list[str]) -> None:
+    # Documented choice (README "Exit codes"): no command ran, so it is a usage error.
+    result = runner.invoke(app, command)
+    assert result.exit_code == 2
+    assert "Usage:" in result.stdout and "Commands" in result.stdout
+
+
 def test_version() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0

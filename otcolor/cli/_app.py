@@ -10,7 +10,9 @@ __all__ = [
     "EPILOG",
     "MAX_SEED",
     "MIN_SAMPLES",
+    "Command",
     "DeviceName",
+    "Group",
     "InitName",
     "LossName",
     "ModelName",
@@ -43,7 +45,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
 from .._entry import INTERRUPTED, ignore_further_interrupts
@@ -101,8 +103,36 @@ _CLICK_ERRORS = tuple(c for c in typer.BadParameter.__mro__ if c.__name__ == "Cl
 _READ_ERRORS = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 
 
-class _Group(TyperGroup):
-    r"""Turns whatever a command raises into one ``Error:`` line and a documented exit code."""
+def _flags_read_as_flags(params: list[Any]) -> list[Any]:
+    r"""Blanks the type column of on/off flags in ``--help``.
+
+    Typer 0.29 labels every flag ``<bool>`` (``--force <bool>``), which reads as if the flag took a
+    value; an empty metavar is the hook its help renderer offers (``display_type_rich`` returns
+    the metavar when one is set). Only help text uses the metavar, so parsing is unchanged.
+    """
+
+    for param in params:
+        if getattr(param, "is_flag", False) and getattr(param, "metavar", None) is None:
+            param.metavar = ""
+    return params
+
+
+class Command(TyperCommand):
+    r"""Every ``otcolor`` subcommand: flags read as flags in its ``--help``."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_read_as_flags(super().get_params(ctx))
+
+
+class Group(TyperGroup):
+    r"""Turns whatever a command raises into one ``Error:`` line and a documented exit code.
+
+    A bare ``otcolor`` (or ``otcolor bench``) prints the help on stdout and exits **2**, not
+    Typer's 0 for a group: no command ran, and a script that forgot its subcommand should fail.
+    """
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _flags_read_as_flags(super().get_params(ctx))
 
     def invoke(self, ctx: Any) -> Any:
         debug = bool(ctx.params.get("debug"))
@@ -156,7 +186,7 @@ EPILOG = "[bold]Exit codes[/]\n\n" + "\n".join(
 )
 
 app = typer.Typer(
-    cls=_Group,
+    cls=Group,
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode="rich",

@@ -13,6 +13,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from ._app import (
+    Command,
+    Group,
     EPILOG,
     MAX_SEED,
     DeviceName,
@@ -24,6 +26,7 @@ from ._app import (
 )
 
 bench_app = typer.Typer(
+    cls=Group,
     no_args_is_help=True,
     rich_markup_mode="rich",
     help="Benchmarks with known answers: Gaussians, Gaussian mixtures, image pixels, known maps.",
@@ -146,7 +149,7 @@ def _print_table(report: object, out: Path | None) -> None:
         console.print(f"wrote {escape(str(out))}: {escape(', '.join(report.files))}")  # type: ignore[attr-defined]
 
 
-@bench_app.command(epilog=EPILOG)
+@bench_app.command(cls=Command, epilog=EPILOG)
 def gaussian(
     model: ModelOption = BenchModel.all,
     loss: Annotated[BenchLoss, typer.Option(help="Training loss, or all.")] = BenchLoss.all,
@@ -171,7 +174,7 @@ def gaussian(
          lambda progress: run_gaussian(models, losses, config, progress))  # fmt: skip
 
 
-@bench_app.command(epilog=EPILOG)
+@bench_app.command(cls=Command, epilog=EPILOG)
 def gmm(
     model: ModelOption = BenchModel.all,
     loss: Annotated[BenchLoss, typer.Option(help="Training loss, or all.")] = BenchLoss.all,
@@ -194,7 +197,7 @@ def gmm(
          lambda progress: run_gmm(models, losses, config, progress))  # fmt: skip
 
 
-@bench_app.command(epilog=EPILOG)
+@bench_app.command(cls=Command, epilog=EPILOG)
 def pixels(
     source: Annotated[
         Path | None,
@@ -238,7 +241,7 @@ def pixels(
          lambda progress: run_pixels(source, target, models, losses, config, progress))  # fmt: skip
 
 
-@bench_app.command(epilog=EPILOG)
+@bench_app.command(cls=Command, epilog=EPILOG)
 def known(
     model: Annotated[
         BenchModel, typer.Option("--model", help="Map architecture, or all.")

@@ -16,6 +16,7 @@ from .. import mapfile
 from .. import transfer as transfer_lib
 from .. import video as video_lib
 from ._app import (
+    Command,
     EPILOG,
     MAX_SEED,
     MIN_SAMPLES,
@@ -67,7 +68,7 @@ def _emit(result: object, **extra: object) -> None:
     typer.echo(json.dumps(json_safe(payload)))
 
 
-@app.command(epilog=EPILOG)
+@app.command(cls=Command, epilog=EPILOG)
 def apply(
     map_file: Annotated[
         Path, typer.Argument(exists=True, dir_okay=False, help="Saved map (.otmap).")
@@ -148,7 +149,7 @@ def apply(
     _warn(result.warnings)
 
 
-@app.command(epilog=EPILOG)
+@app.command(cls=Command, epilog=EPILOG)
 def lut(
     map_file: Annotated[
         Path, typer.Argument(exists=True, dir_okay=False, help="Saved map (.otmap).")
@@ -209,7 +210,7 @@ def lut(
     typer.echo(f"{format_name} LUT, {size} points per axis -> {output}")
 
 
-@app.command(epilog=EPILOG)
+@app.command(cls=Command, epilog=EPILOG)
 def video(
     source: Annotated[
         Path, typer.Argument(exists=True, dir_okay=False, help="Input clip (any ffmpeg input).")

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from ..mnist import generate
 from ._app import (
+    Command,
     EPILOG,
     MAX_SEED,
     DeviceName,
@@ -48,7 +49,7 @@ _LABELS = {
 }
 
 
-@app.command(epilog=EPILOG)
+@app.command(cls=Command, epilog=EPILOG)
 def mnist(
     output: Annotated[
         Path,

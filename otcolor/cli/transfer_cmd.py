@@ -15,6 +15,7 @@ from rich.table import Table
 
 from .. import transfer as transfer_lib
 from ._app import (
+    Command,
     EPILOG,
     MAX_SEED,
     MIN_SAMPLES,
@@ -118,7 +119,7 @@ LutSizeOption = Annotated[
 ]
 
 
-@app.command(epilog=EPILOG)
+@app.command(cls=Command, epilog=EPILOG)
 def transfer(
     source: Annotated[
         Path,
