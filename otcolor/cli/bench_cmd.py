@@ -13,11 +13,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from ._app import (
-    Command,
-    Group,
     EPILOG,
     MAX_SEED,
+    Command,
     DeviceName,
+    Group,
     app,
     json_safe,
     make_progress,

@@ -16,10 +16,10 @@ from .. import mapfile
 from .. import transfer as transfer_lib
 from .. import video as video_lib
 from ._app import (
-    Command,
     EPILOG,
     MAX_SEED,
     MIN_SAMPLES,
+    Command,
     DeviceName,
     LossName,
     ModelName,

@@ -16,9 +16,9 @@ from rich.table import Table
 
 from ..mnist import generate
 from ._app import (
-    Command,
     EPILOG,
     MAX_SEED,
+    Command,
     DeviceName,
     LossName,
     app,

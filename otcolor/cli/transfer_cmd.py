@@ -15,10 +15,10 @@ from rich.table import Table
 
 from .. import transfer as transfer_lib
 from ._app import (
-    Command,
     EPILOG,
     MAX_SEED,
     MIN_SAMPLES,
+    Command,
     DeviceName,
     EstimatorName,
     InitName,
