@@ -47,6 +47,7 @@ class LutFormat(str, Enum):
     r"""3-D LUT file formats."""
 
     cube = "cube"
+    csp = "csp"
     hald = "hald"
 
 
@@ -155,20 +156,27 @@ def lut(
         Path, typer.Argument(exists=True, dir_okay=False, help="Saved map (.otmap).")
     ],
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="The LUT: .cube, or .png for a HaldCLUT.")
+        Path, typer.Option(
+            "--output",
+            "-o",
+            help="The LUT: .cube, .csp (Cinespace: a 1-D shaper per channel, then the 3-D "
+            "table; closest in FFmpeg and OCIO), or .png for a HaldCLUT.",
+        )
     ],
     size: Annotated[
         int | None,
         typer.Option(
             min=2,
-            help="Points per axis: 17, 33 (default) or 65 for .cube; 64 (default) for Hald.",
+            help="Points per axis: 17, 33 (default) or 65 for .cube and .csp; 64 (default) for Hald.",
             show_default=False,
         ),
     ] = None,
     fmt: Annotated[
         LutFormat | None,
         typer.Option(
-            "--format", help="cube or hald (default: from the extension).", show_default=False
+            "--format",
+            help="cube, csp or hald (default: from the extension).",
+            show_default=False,
         ),
     ] = None,
     strength: Annotated[

@@ -1,0 +1,177 @@
+r"""Tests of .cube/.csp LUTs read back by FFmpeg's lut3d and OpenColorIO (otcolor.lutcheck),
+and of the shaper (otcolor.shaper) that lets a 33-point table follow a look that bends.
+
+Both readers are required here: a missing ffmpeg or PyOpenColorIO (the ``test`` extra) fails
+these tests instead of skipping them, so CI cannot pass without checking the files they read.
+"""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import PyOpenColorIO  # noqa: F401  (required: ImportError fails the module, never a skip)
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from otcolor.cli import app
+from otcolor.color import Look, apply_look
+from otcolor.lut import check_lut, fit_lut, interpolation_matrix, write_csp, write_cube
+from otcolor.lutcheck import agreement, apply_ffmpeg, apply_ocio
+from otcolor.shaper import IDENTITY, Shaper, choose_shaper
+
+READERS = {"ffmpeg": apply_ffmpeg, "ocio": apply_ocio}
+runner = CliRunner()
+
+
+class Bend(torch.nn.Module):
+    r"""Red lifted steeply out of black, like the default ocean look (output red climbs
+    from 87 to 171 of 255 while input red goes from 0 to 15), then flat; green and blue mixed."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r, g, b = x.unbind(-1)
+        red = 0.3 + 0.6 * (1 - torch.exp(-25 * r)) + 0.1 * r
+        return torch.stack([red, 0.8 * g + 0.1 * b, 0.2 * r + 0.7 * b], -1)
+
+
+class Affine(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = torch.tensor([[0.8, 0.1, 0.0], [0.05, 0.7, 0.1], [0.0, 0.2, 0.6]])
+        return x @ m.T + torch.tensor([0.05, 0.1, 0.2])
+
+
+@pytest.fixture(scope="module")
+def image() -> np.ndarray:
+    # Random 8-bit colours, a third of them dark in red, where the bend is.
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (48, 64, 3))
+    rgb[::3, :, 0] = rng.integers(0, 24, rgb[::3, :, 0].shape)
+    return rgb.astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def bend_luts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("readers")
+    look = Look(Bend())
+    shaper = choose_shaper(look, 33, points=20_000)
+    paths = {"cube": tmp / "bend.cube", "csp": tmp / "bend.csp"}
+    write_cube(paths["cube"], fit_lut(look, 33, points=65))
+    write_csp(paths["csp"], fit_lut(look, 33, points=65, shaper=shaper), shaper, "bend")
+    return paths
+
+
+def require_ffmpeg() -> None:
+    assert shutil.which("ffmpeg"), "ffmpeg is required for the LUT reader tests (apt install ffmpeg)"
+
+
+# The shaper
+
+
+def test_shaper_is_monotone_and_inverts() -> None:
+    shaper = Shaper((30.0, 0.0, 10.0), ("dark", "dark", "bright"))
+    _, out = shaper.curves()
+    assert out[0].tolist() == [0, 0, 0] and out[-1].tolist() == [1, 1, 1]
+    assert (np.diff(out, axis=0) > 0).all()
+    colours = np.random.default_rng(0).random((1000, 3))
+    np.testing.assert_allclose(shaper.inverse(shaper(colours)), colours, atol=1e-9)
+    np.testing.assert_allclose(IDENTITY(colours), colours)
+    assert shaper(np.array([[0.1, 0.1, 0.1]]))[0, 0] > 0.4  # dense near black in red
+    assert shaper(np.array([[0.9, 0.9, 0.9]]))[0, 2] < 0.9  # dense near white in blue
+
+
+def test_shaper_refuses_bad_parameters() -> None:
+    with pytest.raises(ValueError):
+        Shaper((-1.0, 0.0, 0.0))
+    with pytest.raises(ValueError):
+        Shaper(sides=("dark", "up", "dark"))
+
+
+def test_choose_shaper_finds_the_bend_and_leaves_an_affine_map_alone() -> None:
+    bend = choose_shaper(Look(Bend()), 33, points=20_000)
+    assert bend.strengths[0] > 0 and bend.sides[0] == "dark"
+    assert choose_shaper(Look(Affine()), 33, points=20_000).is_identity
+
+
+def test_csp_extension_and_sizes() -> None:
+    assert check_lut("look.csp") == ("csp", 33)
+    assert check_lut("look.csp", size=65) == ("csp", 65)
+
+
+# The readers compute what otcolor fitted
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_readers_compute_what_otcolor_fitted(
+    reader: str, bend_luts: dict[str, Path], image: np.ndarray
+) -> None:
+    if reader == "ffmpeg":
+        require_ffmpeg()
+    text = bend_luts["csp"].read_text().split("\n")
+    knots = int(text[text.index("END METADATA") + 2])
+    grid = np.array(text[text.index("END METADATA") + 3].split(), float)
+    out = np.stack([np.array(text[text.index("END METADATA") + 4 + 3 * c].split(), float)
+                    for c in range(3)], 1)
+    assert knots == len(grid) == len(out)
+    rows = np.loadtxt(text[text.index("33 33 33") + 1:])
+    shaped = np.stack([np.interp(image.reshape(-1, 3)[:, c] / 255, grid, out[:, c])
+                       for c in range(3)], 1)
+    ours = interpolation_matrix(shaped, 33, "tetrahedral") @ rows
+    ours = np.clip(np.round(ours * 255), 0, 255).astype(np.uint8).reshape(image.shape)
+    # FFmpeg truncates its 8-bit output (and steps through the shaper's knots): within 1/255.
+    theirs = READERS[reader](bend_luts["csp"], image)
+    assert agreement(theirs, ours)["max"] <= 1
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_csp_reproduces_a_bent_look_at_33_points(
+    reader: str, bend_luts: dict[str, Path], image: np.ndarray
+) -> None:
+    if reader == "ffmpeg":
+        require_ffmpeg()
+    pure = apply_look(Look(Bend()), image, as_uint8=True)
+    shaped = agreement(READERS[reader](bend_luts["csp"], image), pure)
+    plain = agreement(READERS[reader](bend_luts["cube"], image), pure)
+    assert shaped["within_2"] >= 0.99 and shaped["p99"] <= 2, shaped
+    # Without the shaper the same 33 points cannot follow the bend: the reason for .csp.
+    assert plain["within_2"] < shaped["within_2"] and plain["p99"] > 2, plain
+
+
+@pytest.mark.parametrize("reader", READERS)
+@pytest.mark.parametrize("fmt", ["cube", "csp"])
+def test_affine_look_is_exact_in_both_readers(
+    reader: str, fmt: str, tmp_path: Path, image: np.ndarray
+) -> None:
+    if reader == "ffmpeg":
+        require_ffmpeg()
+    look = Look(Affine())
+    path = tmp_path / f"affine.{fmt}"
+    table = fit_lut(look, 9, points=33)
+    if fmt == "cube":
+        write_cube(path, table)
+    else:
+        write_csp(path, table, IDENTITY)
+    result = agreement(READERS[reader](path, image), apply_look(look, image, as_uint8=True))
+    assert result["max"] <= 1  # FFmpeg truncates where otcolor rounds
+
+
+def test_cli_writes_a_csp_that_both_readers_load(tmp_path: Path, image: np.ndarray) -> None:
+    require_ffmpeg()
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    src, tgt = tmp_path / "src.png", tmp_path / "tgt.png"
+    Image.fromarray(image).save(src)
+    Image.fromarray(rng.integers(60, 200, (32, 32, 3)).astype(np.uint8)).save(tgt)
+    look = tmp_path / "look.otmap"
+    fit = runner.invoke(app, ["transfer", str(src), str(tgt), "-o", str(tmp_path / "out.png"),
+                              "--save-map", str(look), "--steps", "5", "--samples", "2000",
+                              "--device", "cpu", "--quiet"])
+    assert fit.exit_code == 0, fit.output
+    csp = tmp_path / "look.csp"
+    result = runner.invoke(app, ["lut", str(look), "-o", str(csp), "--size", "9", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["format"] == "csp"
+    assert csp.read_text().startswith("CSPLUTV100\n3D\n")
+    for reader in READERS.values():
+        assert reader(csp, image).shape == image.shape
