@@ -20,6 +20,8 @@ sunset=$("$work/venv/bin/python" -c "from otcolor.data import image_path; print(
 "$otc" --version
 "$otc" transfer "$day" "$sunset" -o out.png --steps 5 --samples 20000 --save-map look.otmap --quiet
 "$otc" lut look.otmap -o look.cube --size 9
-"$otc" bench pixels --model cmgn --loss ot --steps 5 --out pixels --quiet >/dev/null
+"$otc" lut look.otmap -o look.csp --size 9
+# Without --out: the figures need matplotlib (the bench extra), and only the wheel is installed.
+"$otc" bench pixels --model cmgn --loss ot --steps 5 --quiet >/dev/null
 "$otc" bench known --photo ocean_day --family separable --steps 5 --quiet >/dev/null
 echo "wheel smoke: OK"
