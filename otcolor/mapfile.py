@@ -36,6 +36,7 @@ __all__ = [
     "ApplyResult",
     "MapFile",
     "apply_map",
+    "apply_one",
     "expand_inputs",
     "fingerprint",
     "load_map",
@@ -565,3 +566,33 @@ def apply_map(
         apply_seconds=apply_seconds,
         warnings=list(dict.fromkeys(warnings)),
     )
+
+
+def apply_one(
+    map_path: str | os.PathLike[str],
+    image: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    strength: float | None = None,
+    regrain: bool = True,
+    force: bool = False,
+    quality: int = 95,
+) -> str:
+    r"""Applies a saved map to one image file: the unit of work for a cluster.
+
+    A module-level function of paths and plain values, so it pickles by reference for Dask,
+    Ray, Spark or ``multiprocessing``; it keeps no state between calls and its output depends
+    only on the map file, the image and the options, so it may run on any worker, in any
+    order, retried or twice: the bytes are those of ``otcolor apply MAP IMAGE -o OUTPUT``
+    (written atomically, so a killed task leaves no partial file). The map is read on every
+    call: it is kilobytes, and a cache would tie results to a worker's history.
+
+    Returns:
+        The output path, as a string (cheap to send back to a scheduler).
+    """
+
+    result = apply_map(
+        map_path, [image], output, strength=strength, regrain=regrain, force=force,
+        quality=quality,
+    )
+    return str(result.outputs[0])
