@@ -79,6 +79,9 @@ def apply_ocio(
     import PyOpenColorIO as ocio
 
     mode = {"tetrahedral": ocio.INTERP_TETRAHEDRAL, "trilinear": ocio.INTERP_LINEAR}[interp]
+    # OCIO caches LUT files by path for the life of the process: a file rewritten in place
+    # (a re-export, a benchmark loop) would otherwise be read as its first version.
+    ocio.ClearAllCaches()
     transform = ocio.FileTransform(src=os.fspath(lut), interpolation=mode)
     processor = ocio.Config.CreateRaw().getProcessor(transform).getDefaultCPUProcessor()
     pixels = np.ascontiguousarray(rgb, np.float32) / 255.0
