@@ -91,7 +91,8 @@ def test_help_lists_exit_codes() -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["transfer"], ["apply"], ["lut"], ["video"], ["mnist"], ["bench"], ["bench", "pixels"]],
+    [[], ["transfer"], ["apply"], ["lut"], ["video"], ["mnist"], ["preview"], ["bench"],
+     ["bench", "pixels"]],
 )
 def test_flags_read_as_flags_in_help(command: list[str]) -> None:
     # Typer 0.29 labels every on/off flag "<bool>", as if it took a value.
