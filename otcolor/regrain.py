@@ -111,12 +111,17 @@ def _box(x: Tensor, r: int) -> Tensor:
     return x.reshape(shape)
 
 
-def _coefficients(guide: Tensor, p: Tensor, r: int, eps: float) -> tuple[Tensor, Tensor]:
+def _coefficients(
+    guide: Tensor, p: Tensor | None, r: int, eps: float
+) -> tuple[Tensor, Tensor]:
     r"""The colour guided filter's local affine model :math:`p \approx A^\top I + b`.
 
     Arguments:
         guide: :math:`I`, :math:`(3, H, W)`.
-        p: the filtered signal, :math:`(C, H, W)`.
+        p: the filtered signal, :math:`(C, H, W)`; ``None`` for :math:`p = I`, where
+            :math:`\mathrm{cov}(I, p) = \Sigma_I` and so
+            :math:`A = \mathrm{Id} - \epsilon (\Sigma_I + \epsilon\,\mathrm{Id})^{-1}`
+            without the cross moments (a third fewer box filters).
 
     Returns:
         :math:`\bar{A}`, :math:`(3, C, H, W)`, and :math:`\bar{b}`, :math:`(C, H, W)`: the
@@ -124,10 +129,13 @@ def _coefficients(guide: Tensor, p: Tensor, r: int, eps: float) -> tuple[Tensor,
         averaged over the windows that cover each pixel.
     """
 
-    mean_i, mean_p = _box(guide, r), _box(p, r)
     pairs = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]
-    prods = torch.stack([guide[i] * guide[j] for i, j in pairs])
-    s = _box(prods, r) - torch.stack([mean_i[i] * mean_i[j] for i, j in pairs])
+    moments = [guide] + [guide[i : i + 1] * guide[j : j + 1] for i, j in pairs]
+    if p is not None:
+        moments += [p] + [guide[i : i + 1] * p for i in range(3)]
+    boxed = _box(torch.cat(moments), r)  # one call: the box filter is memory-bound
+    mean_i, second = boxed[:3], boxed[3:9]
+    s = second - torch.stack([mean_i[i] * mean_i[j] for i, j in pairs])
     s00, s01, s02, s11, s12, s22 = (
         s[k] + (eps if i == j else 0.0) for k, (i, j) in enumerate(pairs)
     )
@@ -141,10 +149,18 @@ def _coefficients(guide: Tensor, p: Tensor, r: int, eps: float) -> tuple[Tensor,
     det = s00 * c00 + s01 * c01 + s02 * c02
     inv = torch.stack([c00, c01, c02, c01, c11, c12, c02, c12, c22]).reshape(3, 3, *det.shape)
     inv = inv / det
-    cross = _box(guide[:, None] * p[None], r) - mean_i[:, None] * mean_p[None]  # (3, C, H, W)
-    a = torch.einsum("ijhw,jchw->ichw", inv, cross)
+    if p is None:
+        mean_p = mean_i
+        a = torch.eye(3, dtype=inv.dtype, device=inv.device)[:, :, None, None] - eps * inv
+    else:
+        c = p.shape[0]
+        mean_p = boxed[9 : 9 + c]
+        cross = boxed[9 + c :].reshape(3, c, *p.shape[1:]) - mean_i[:, None] * mean_p[None]
+        a = torch.einsum("ijhw,jchw->ichw", inv, cross)
     b = mean_p - torch.einsum("ihw,ichw->chw", mean_i, a)
-    return _box(a, r), _box(b, r)
+    c = a.shape[1]
+    boxed = _box(torch.cat([a.reshape(3 * c, *b.shape[1:]), b]), r)
+    return boxed[: 3 * c].reshape(a.shape), boxed[3 * c :]
 
 
 def guided_filter(guide: Tensor, p: Tensor, r: int, eps: float) -> Tensor:
@@ -160,7 +176,7 @@ def guided_filter(guide: Tensor, p: Tensor, r: int, eps: float) -> Tensor:
         The filtered :math:`p`, :math:`(C, H, W)`.
     """
 
-    a, b = _coefficients(guide, p, r, eps)
+    a, b = _coefficients(guide, None if p is guide else p, r, eps)
     return torch.einsum("ihw,ichw->chw", guide, a) + b
 
 
