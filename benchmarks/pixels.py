@@ -150,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="S",
         help="extra otcolor runs with --smoothness S, to trace the closeness/smoothness frontier",
     )
+    parser.add_argument(
+        "--pure",
+        action="store_true",
+        help="also run otcolor --no-regrain (the pure colour map), beside the default regrain",
+    )
     parser.add_argument("--skip-baselines", action="store_true", help="otcolor only")
     parser.add_argument("--skip-otcolor", action="store_true", help="baselines only")
     parser.add_argument(
@@ -180,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             _log(
                 f"  {row['method']:<24} w2_ratio {x['w2_ratio']:6.2f}  cost_ratio "
                 f"{x['cost_ratio']:5.3f}  violations {x['violations']:.5f}  amp999 "
-                f"{x['amp999']:6.2f}  {'—' if row['seconds'] is None else format(row['seconds'], '.2f'):>7} s"
+                f"{x['amp999']:6.2f}  structure {x['structure']:.4f}  {'—' if row['seconds'] is None else format(row['seconds'], '.2f'):>7} s"
             )
 
     for pair in pairs:
@@ -197,11 +202,16 @@ def main(argv: list[str] | None = None) -> int:
                 "output": str(pair.source), "metrics": score(pair.source)})  # fmt: skip
 
         runs = [] if args.skip_otcolor else [None, *args.smoothness]
-        for s in runs:
+        variants = [(s, False) for s in runs] + ([(s, True) for s in runs] if args.pure else [])
+        for s, pure in variants:
             method = "otcolor" if s is None else f"otcolor (smoothness={s:g})"
-            output = pair_dir / ("otcolor.png" if s is None else f"otcolor_s{s:g}.png")
+            stem = "otcolor" if s is None else f"otcolor_s{s:g}"
             flags = extra if s is None else [*extra, "--smoothness", repr(s)]
-            row = {**base, "method": method, "smoothness": s, "output": str(output)}
+            if pure:
+                method, stem, flags = f"{method} --no-regrain", f"{stem}_pure", [*flags, "--no-regrain"]
+            output = pair_dir / f"{stem}.png"
+            row = {**base, "method": method, "smoothness": s, "regrain": not pure,
+                   "output": str(output)}  # fmt: skip
             try:
                 seconds, report = _run_otcolor(pair, output, flags, args.timeout)
             except OtcolorFailed as err:

@@ -521,7 +521,7 @@ def _first_line(err: BaseException) -> str:
     return text[0] if text else type(err).__name__
 
 
-def _sample_base(
+def sample_base(
     image: LoadedImage,
     mask: np.ndarray | None,
     n: int,
@@ -618,8 +618,8 @@ def transfer(
         # Both sides are fitted as base layers: the map moves the images' structure colours,
         # not their grain, and an image onto itself stays the identity (otcolor.regrain).
         device = resolve_device(config.device)
-        x = _sample_base(source_image, masks["source"], config.samples, rng, device)
-        y = _sample_base(target_image, masks["target"], config.samples, rng, device)
+        x = sample_base(source_image, masks["source"], config.samples, rng, device)
+        y = sample_base(target_image, masks["target"], config.samples, rng, device)
     else:
         x = sample_pixels(source_image, config.samples, rng, mask=masks["source"])
         y = sample_pixels(target_image, config.samples, rng, mask=masks["target"])

@@ -51,3 +51,29 @@ def test_one_image_alone_and_unknown_pairs_are_usage_errors(images: tuple[Path, 
         resolve_pair("nope")
     with pytest.raises(UsageError):
         PixelsBenchConfig(baselines=("magic",))
+
+
+@pytest.mark.parametrize("regrain", [True, False])
+def test_the_benchmark_scores_what_transfer_ships(
+    images: tuple[Path, Path], tmp_path: Path, regrain: bool
+) -> None:
+    from otcolor.bench.pixels import FIGURE_POINTS
+    from otcolor.transfer import TransferConfig, transfer
+
+    config = PixelsBenchConfig(steps=5, samples=300, device="cpu", baselines=(), regrain=regrain)
+    report = run_pixels(*images, models=["cmgn"], losses=["sliced"], config=config)
+    assert "structure" in report.results[0].metrics
+    out = tmp_path / "out.png"
+    fit = TransferConfig(
+        model="cmgn",
+        loss="sliced",
+        steps=5,
+        samples=300,
+        device="cpu",
+        regrain=regrain,
+        fallback=False,
+    )
+    transfer(*images, out, fit)
+    shipped = np.asarray(Image.open(out), dtype=np.float64).reshape(-1, 3) / 255
+    picks = np.random.default_rng(1).choice(shipped.shape[0], FIGURE_POINTS)
+    np.testing.assert_allclose(report.samples["mapped"][("cmgn", "sliced")], shipped[picks])

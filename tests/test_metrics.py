@@ -9,6 +9,7 @@ from otcolor.metrics import (
     amp999,
     cost_ratio,
     evaluate_transfer,
+    structure,
     quantize,
     sliced_w2,
     violations,
@@ -104,7 +105,7 @@ def test_evaluate_transfer_keys_and_determinism() -> None:
     assert a == b
     assert set(a) == {
         "w2_ratio", "w2", "w2_floor", "cost_ratio", "transport_cost", "ot_cost",
-        "violations", "amp999", "sliced_w2",
+        "violations", "amp999", "structure", "sliced_w2",
     }  # fmt: skip
     assert all(isinstance(v, float) and np.isfinite(v) for v in a.values())
     assert a["cost_ratio"] == 0.0 and a["violations"] == 0.0
@@ -115,3 +116,16 @@ def test_shape_mismatch_is_rejected() -> None:
         amp999(image((10, 10)), image((10, 11)))
     with pytest.raises(ValueError):
         violations(image((10, 10)), image((11, 10)), np.random.default_rng(0))
+
+
+def test_structure_ignores_contrast_and_flags_invented_grain() -> None:
+    yy, xx = np.mgrid[0:64, 0:64] / 64.0
+    smooth = np.stack([0.2 + 0.5 * xx, 0.3 + 0.2 * yy, 0.4 + 0.3 * xx * yy], -1)
+    assert structure(smooth, smooth) == pytest.approx(1.0)
+    # A brighter, higher-contrast copy keeps every local pattern: still about 1.
+    assert structure(smooth, 0.1 + 1.3 * smooth * 0.7) > 0.99
+    # Grain the source does not have breaks the local correlation.
+    grainy = smooth + np.random.default_rng(0).normal(0, 0.03, smooth.shape)
+    assert structure(smooth, grainy) < 0.9
+    with pytest.raises(ValueError):
+        structure(smooth, smooth[:, :10])

@@ -243,6 +243,7 @@ COLUMNS: dict[str, list[tuple[str, str, str]]] = {
         ("cost_ratio", "cost_ratio", ".3f"),
         ("violations", "violations", ".2g"),
         ("amp999", "amp999", ".2f"),
+        ("structure", "structure", ".4f"),
         ("seconds", "seconds", ".1f"),
     ],
 }

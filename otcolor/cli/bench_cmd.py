@@ -24,6 +24,7 @@ from ._app import (
     stderr_console,
     versions,
 )
+from .transfer_cmd import RegrainOption
 
 bench_app = typer.Typer(
     cls=Group,
@@ -222,6 +223,7 @@ def pixels(
     steps: StepsOption = None,
     seed: SeedOption = 0,
     device: DeviceOption = DeviceName.auto,
+    regrain: RegrainOption = True,
     out: OutOption = None,
     json_output: JsonOption = False,
     force: ForceOption = False,
@@ -235,7 +237,7 @@ def pixels(
 
     if (source is None) != (target is None):
         raise UsageError("give both SOURCE and TARGET, or neither (the ocean pair)")
-    config = PixelsBenchConfig(steps=steps, seed=seed, device=device.value)
+    config = PixelsBenchConfig(steps=steps, seed=seed, device=device.value, regrain=regrain)
     models, losses = expand_models(model.value), expand_losses(loss.value, PIXEL_LOSSES)
     _run("pixels", "pixels", losses, True, out, force, json_output, quiet,
          lambda progress: run_pixels(source, target, models, losses, config, progress))  # fmt: skip
