@@ -11,7 +11,7 @@ amplifies differences between neighbours; 1 leaves them as they are).
 
 from __future__ import annotations
 
-__all__ = ["PreviewConfig", "PreviewResult", "PreviewSetting", "preview"]
+__all__ = ["PreviewConfig", "PreviewResult", "PreviewSetting", "preview", "smoothest_window"]
 
 import io
 import os
@@ -85,7 +85,7 @@ def _shrink(rgb: np.ndarray, size: int) -> np.ndarray:
     return np.array(image)  # writable: torch warns on read-only arrays
 
 
-def _smoothest_window(rgb: np.ndarray, side: int) -> tuple[int, int]:
+def smoothest_window(rgb: np.ndarray, side: int) -> tuple[int, int]:
     r"""The top-left corner of the ``side`` x ``side`` window with the least local contrast
     (sum of absolute neighbour differences): a sky or a wall, where grain is visible."""
 
@@ -209,7 +209,7 @@ def _draw(
         (f"smoothness {s.smoothness:g}\nsliced W2 {s.sliced_w2:.4f}, amp {s.amp999:.2f}", r)
         for s, r in zip(settings, results, strict=True)
     ]
-    top, left = _smoothest_window(src, config.zoom)
+    top, left = smoothest_window(src, config.zoom)
     side = min(config.zoom, *src.shape[:2])
     axes = figure.subplots(4, len(columns), squeeze=False)  # type: ignore[attr-defined]
     rng = np.random.default_rng(config.seed)

@@ -9,9 +9,9 @@ from otcolor.metrics import (
     amp999,
     cost_ratio,
     evaluate_transfer,
-    structure,
     quantize,
     sliced_w2,
+    structure,
     violations,
     w2_ratio,
 )

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from otcolor.cli import app
 from otcolor.errors import UsageError
-from otcolor.preview import PreviewConfig, _smoothest_window, preview
+from otcolor.preview import PreviewConfig, smoothest_window, preview
 
 runner = CliRunner()
 
@@ -48,7 +48,7 @@ def test_zoom_finds_the_smooth_half() -> None:
     rng = np.random.default_rng(0)
     image = np.full((40, 80, 3), 128, np.uint8)
     image[:, :40] = rng.integers(0, 256, (40, 40, 3))  # noisy left half
-    top, left = _smoothest_window(image, 16)
+    top, left = smoothest_window(image, 16)
     assert left >= 40 and 0 <= top <= 24
 
 
