@@ -246,7 +246,7 @@ def transfer_video(
 
     if (look is None) == (reference is None):
         raise UsageError("give either a reference image or a map file")
-    config = config if config is not None else TransferConfig()
+    config = config if config is not None else TransferConfig(regrain=False)  # pure map
     assert isinstance(config, TransferConfig)
     start = time.perf_counter()
     source, output = Path(source), Path(output)

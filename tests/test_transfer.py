@@ -45,7 +45,8 @@ def test_self_transfer_falls_back_to_the_exact_closed_form() -> None:
     # Onto itself the Gaussian map is the identity, exactly: no network can fit better.
     img = _photo(0)
     pixels = img.reshape(-1, 3)
-    fitted = fit_color_map(pixels, pixels, TransferConfig(**FAST))
+    # The pure path's default smoothness (0.6): the refit stays on the closed form exactly.
+    fitted = fit_color_map(pixels, pixels, TransferConfig(regrain=False, **FAST))
     assert "Gaussian map" in fitted.warnings[-1]
     assert np.abs(apply_color_map(fitted.map, img) - img).max() < 1e-5
 
@@ -146,3 +147,11 @@ def test_grey_source_keeps_the_learned_map() -> None:
     assert not fitted.warnings
     out = apply_color_map(fitted.map, grey)
     assert np.isfinite(out).all() and out.std() > 0.05
+
+
+def test_default_smoothness_follows_the_path() -> None:
+    from otcolor.transfer import DEFAULT_SMOOTHNESS
+
+    assert TransferConfig().smoothness == DEFAULT_SMOOTHNESS[True] == 0.3
+    assert TransferConfig(regrain=False).smoothness == DEFAULT_SMOOTHNESS[False] == 0.6
+    assert TransferConfig(smoothness=2.0, regrain=False).smoothness == 2.0

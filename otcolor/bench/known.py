@@ -201,12 +201,21 @@ def run_known(
     device = resolve_device(config.device)
     photos = {name: load_photo(name) for name in config.photos}  # fail before any fit
     methods: list[tuple[str, TransferConfig]] = [
-        (m, TransferConfig(model=m, steps=config.steps, device=str(device), seed=config.seed))
+        (
+            m,
+            TransferConfig(
+                model=m, steps=config.steps, device=str(device), seed=config.seed, regrain=False
+            ),
+        )
         for m in model_names
     ]
     if config.plan and "cmgn" in model_names:
         plan = TransferConfig(
-            estimator="plan", steps=config.steps, device=str(device), seed=config.seed
+            estimator="plan",
+            steps=config.steps,
+            device=str(device),
+            seed=config.seed,
+            regrain=False,
         )
         methods.append(("cmgn-plan", plan))
     baselines = [(b, _baseline(b)) for b in config.baselines]
@@ -276,4 +285,3 @@ def pair_table(rows: list[dict[str, Any]], skipped: list[str] | None = None) -> 
     if skipped:
         lines += ["", f"Skipped (not installed): {', '.join(skipped)}."]
     return "\n".join(lines) + "\n"
-

@@ -190,6 +190,7 @@ def run_pixels(
                 device=str(device),
                 seed=config.seed,
                 fallback=config.fallback,
+                regrain=config.regrain,
             )
             label, total = f"{model_name}/{loss_name}", transfer_config.total_steps
 

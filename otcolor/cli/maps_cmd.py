@@ -252,7 +252,7 @@ def video(
     ] = _DEFAULTS.samples,
     smoothness: Annotated[
         float, typer.Option(callback=finite, min=0.0, rich_help_panel="Model")
-    ] = _DEFAULTS.smoothness,
+    ] = transfer_lib.DEFAULT_SMOOTHNESS[False],  # video applies the pure map
     device: Annotated[DeviceName, typer.Option(rich_help_panel="Model")] = DeviceName(
         _DEFAULTS.device
     ),
@@ -293,6 +293,7 @@ def video(
         steps=steps,
         samples=samples,
         smoothness=smoothness,
+        regrain=False,  # video applies the pure map
         device=device.value,
         seed=seed,
         space=space.value,

@@ -167,13 +167,15 @@ def transfer(
         ),
     ] = _DEFAULTS.samples,
     smoothness: Annotated[
-        float,
+        float | None,
         typer.Option(callback=finite,
             min=0.0,
-            help="Smoother map (less speckle) vs closer colours: 0 = closest; see the README.",
+            help="Smoother map (less speckle) vs closer colours: 0 = closest; see the README. "
+            "Default 0.3 with the regrain, 0.6 with --no-regrain.",
+            show_default=False,
             rich_help_panel="Model",
         ),
-    ] = _DEFAULTS.smoothness,
+    ] = None,
     init: Annotated[
         InitName, typer.Option(help="Starting point of the map.", rich_help_panel="Model")
     ] = InitName(_DEFAULTS.init),
