@@ -91,8 +91,8 @@ class RegrainConfig:
         return 2 * (base + disp) + 1
 
 
-#: The default settings, from a prototype sweep on eight photo pairs (a rerunnable benchmark is
-#: still to come: README "Regrain").
+#: The default settings, from a prototype sweep on eight photo pairs; the rerunnable figures of
+#: the shipped defaults are in docs/regrain.md (``benchmarks/pixels.py --pure``).
 REGRAIN = RegrainConfig()
 
 
