@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from otcolor.preview import smoothest_window  # noqa: E402
+from otcolor.preview import smoothest_window
 
 PANELS = (("otcolor_pure.png", "pure map (--no-regrain)"), ("otcolor.png", "otcolor (regrain)"),
           ("emd.png", "POT EMD"))  # fmt: skip

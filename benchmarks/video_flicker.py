@@ -31,11 +31,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from otcolor.color import ColorTable, apply_look  # noqa: E402
-from otcolor.image import load_image  # noqa: E402
-from otcolor.mapfile import load_map  # noqa: E402
-from otcolor.metrics import LUMA  # noqa: E402
-from otcolor.regrain import regrain  # noqa: E402
+from otcolor.color import ColorTable, apply_look
+from otcolor.image import load_image
+from otcolor.mapfile import load_map
+from otcolor.metrics import LUMA
+from otcolor.regrain import regrain
 
 BLOCK = 16
 

@@ -180,11 +180,19 @@ def guided_filter(guide: Tensor, p: Tensor, r: int, eps: float) -> Tensor:
     return torch.einsum("ihw,ichw->chw", guide, a) + b
 
 
+def _rows(a: np.ndarray, device: torch.device | str) -> Tensor:
+    r"""A band of an array as a tensor; read-only arrays (a decoded ``PIL`` image seen through
+    ``np.asarray``) are copied, a band at a time, since torch cannot share them."""
+
+    a = np.ascontiguousarray(a)
+    return torch.from_numpy(a if a.flags.writeable else a.copy()).to(device)
+
+
 def _downsample(rows: np.ndarray, scale: int, device: torch.device | str) -> Tensor:
     r"""Box means of ``scale`` × ``scale`` blocks, the last ones edge-replicated:
     :math:`(h, W, 3)` → :math:`(3, \lceil h/s \rceil, \lceil W/s \rceil)`, float32."""
 
-    x = torch.from_numpy(np.ascontiguousarray(rows)).to(device)
+    x = _rows(rows, device)
     x = x.float() / 255 if x.dtype == torch.uint8 else x.float()
     x = x.permute(2, 0, 1)
     if scale == 1:
@@ -328,12 +336,12 @@ def regrain(
         wy = torch.from_numpy(rw[y_lo:y_hi]).to(device)[None, :, None]
         wide = coef[:, :, c0_t] * (1 - cw_t) + coef[:, :, c1_t] * cw_t  # (12, h, W)
         full = wide[:, i0] * (1 - wy) + wide[:, i1] * wy  # (12, rows, W)
-        x = torch.from_numpy(np.ascontiguousarray(rgb[y_lo:y_hi])).to(device)
+        x = _rows(rgb[y_lo:y_hi], device)
         x = (x.float() / 255 if x.dtype == torch.uint8 else x.float()).permute(2, 0, 1)
         a_full = full[:9].reshape(3, 3, *full.shape[1:])
         o = x + torch.einsum("ihw,ichw->chw", x, a_full) + full[9:]
         if mask is not None:
-            m = torch.from_numpy(np.ascontiguousarray(mask[y_lo:y_hi], np.float32)).to(device)
+            m = _rows(mask[y_lo:y_hi].astype(np.float32, copy=False), device)
             o = x + m * (o - x)
         out[y_lo:y_hi] = o.clamp(0, 1).permute(1, 2, 0).cpu().numpy()
     return out

@@ -139,3 +139,16 @@ def test_regrain_output_is_cleaner_than_the_pure_map(tmp_path: Path) -> None:
         img = np.asarray(Image.open(out)).astype(float)
         grains[flag] = np.abs(np.diff(img, axis=1)).mean()  # neighbour differences
     assert grains[True] < grains[False]
+
+
+def test_a_read_only_image_is_regrained_like_a_writable_one(
+    recwarn: pytest.WarningsRecorder,
+) -> None:
+    rgb = np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)
+    frozen = rgb.copy()
+    frozen.setflags(write=False)  # as np.asarray(PIL.Image.open(...)) gives
+    look = Look(Curve())
+    mask = np.full((40, 50), 0.5)
+    mask.setflags(write=False)
+    np.testing.assert_array_equal(regrain(look, frozen, mask=mask), regrain(look, rgb, mask=mask))
+    assert not [w for w in recwarn if "not writable" in str(w.message)]
