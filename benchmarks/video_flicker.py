@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from itertools import pairwise
 import sys
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def _blocks(img: np.ndarray) -> np.ndarray:
 
 def _differences(frames: list[np.ndarray], pan: int) -> tuple[float, float]:
     grain, flicker = [], []
-    for prev, cur in zip(frames, frames[1:], strict=False):
+    for prev, cur in pairwise(frames):
         # The same scene points: cur column x shows what prev showed at x + pan.
         a, b = prev[:, pan:].astype(np.float64), cur[:, : cur.shape[1] - pan].astype(np.float64)
         grain.append(np.mean((a - b) ** 2))
