@@ -36,6 +36,8 @@ from .image import (
     sample_pixels,
     tmp_prefix,
 )
+from .regrain import base_colors
+from .regrain import regrain as regrain_frame
 
 _HINT_FFMPEG = "install ffmpeg (e.g. 'apt install ffmpeg' or 'brew install ffmpeg') and retry"
 
@@ -181,9 +183,17 @@ def _decoder(
 
 
 def _sample_frames(
-    ffmpeg: str, path: Path, info: VideoInfo, count: int, per_frame: int, seed: int
+    ffmpeg: str,
+    path: Path,
+    info: VideoInfo,
+    count: int,
+    per_frame: int,
+    seed: int,
+    base: bool = False,
 ) -> np.ndarray:
-    r"""Pixels drawn from ``count`` frames spread evenly over the clip, :math:`(N, 3)` float32."""
+    r"""Pixels drawn from ``count`` frames spread evenly over the clip, :math:`(N, 3)` float32;
+    with ``base``, from the frames' base layers (:func:`otcolor.regrain.base_colors`), as the
+    regrain fits."""
 
     step = max(1, (info.frames or count) // count)
     select = [
@@ -198,9 +208,12 @@ def _sample_frames(
     pools = []
     with _decoder(ffmpeg, path, info, select) as frames:
         for frame in frames:
-            flat = frame.reshape(-1, 3)
+            if base:
+                flat = base_colors(frame).reshape(-1, 3)
+            else:
+                flat = frame.reshape(-1, 3).astype(np.float32) / 255
             picks = rng.choice(flat.shape[0], size=min(per_frame, flat.shape[0]), replace=False)
-            pools.append(flat[picks].astype(np.float32) / 255)
+            pools.append(flat[picks])
     if not pools:
         raise InputError(f"{path}: no frame could be decoded")
     return np.concatenate(pools)
@@ -242,7 +255,8 @@ def transfer_video(
 
     from .mapfile import fingerprint
     from .mapfile import save_map as write_map
-    from .transfer import TransferConfig, fit_color_map
+    from .train import resolve_device
+    from .transfer import TransferConfig, fit_color_map, sample_base
 
     if (look is None) == (reference is None):
         raise UsageError("give either a reference image or a map file")
@@ -265,11 +279,16 @@ def transfer_video(
         target = load_image(reference, max_pixels=config.max_pixels)
         warnings += target.warnings
         per_frame = -(-config.samples // fit_frames)
-        x = _sample_frames(ffmpeg, source, info, fit_frames, per_frame, config.seed)
+        x = _sample_frames(
+            ffmpeg, source, info, fit_frames, per_frame, config.seed, base=config.regrain
+        )
         rng = np.random.default_rng(config.seed)
         if x.shape[0] > config.samples:
             x = x[rng.choice(x.shape[0], config.samples, replace=False)]
-        y = sample_pixels(target, config.samples, rng)
+        if config.regrain:
+            y = sample_base(target, None, config.samples, rng, resolve_device(config.device))
+        else:
+            y = sample_pixels(target, config.samples, rng)
         fitted = fit_color_map(
             to_space(x, config.space), to_space(y, config.space), config, fit_callback
         )
@@ -281,7 +300,9 @@ def transfer_video(
         if save_map is not None:
             fit_settings = {
                 k: getattr(config, k)
-                for k in ("model", "loss", "steps", "samples", "smoothness", "init", "seed")
+                for k in (
+                    "model", "loss", "steps", "samples", "smoothness", "init", "seed", "regrain"
+                )
             }
             info_extra = {
                 "fit": {**fit_settings, "fit_frames": fit_frames},
@@ -296,7 +317,10 @@ def transfer_video(
             f"{source}: {info.width}x{info.height} frames are odd-sized, so they are encoded "
             "4:4:4 (4:2:0 needs even sizes); some players cannot play that"
         )
-    done, audio = _encode(ffmpeg, source, output, info, table, frame_callback, overwrite=force)
+    done, audio = _encode(
+        ffmpeg, source, output, info, table, frame_callback, overwrite=force,
+        regrain=config.regrain,
+    )
     if info.audio and not audio:
         warnings.append(f"{output}: the audio could not be copied into this container")
     return VideoResult(
@@ -330,6 +354,7 @@ def _encode(
     table: ColorTable,
     callback: Callable[[int, int | None], None] | None,
     overwrite: bool = True,
+    regrain: bool = False,
 ) -> tuple[int, bool]:
     r"""Maps every frame and writes ``output`` atomically; returns the frames and whether
     audio was copied. Without ``overwrite``, a file that appeared at ``output`` meanwhile is
@@ -374,7 +399,11 @@ def _encode(
         try:
             with _decoder(ffmpeg, source, info) as frames:
                 for frame in frames:
-                    mapped = apply_look(table.look, frame, table=table, as_uint8=True)
+                    if regrain:  # spatial, per frame: see docs/regrain.md, "Video"
+                        out = regrain_frame(table.look, frame, table=table)
+                        mapped = np.round(out * 255).astype(np.uint8)
+                    else:
+                        mapped = apply_look(table.look, frame, table=table, as_uint8=True)
                     try:
                         encoder.stdin.write(mapped.tobytes())
                     except BrokenPipeError:

@@ -98,3 +98,28 @@ def test_odd_sized_frames_are_encoded(clip: tuple[Path, Path], tmp_path: Path) -
         capture_output=True, check=True,
     ).stdout
     assert len(raw) == payload["frames"] * 33 * 25 * 3
+
+
+@needs_ffmpeg
+def test_video_regrain_fits_base_layers_and_maps_each_frame(
+    clip: tuple[Path, Path], tmp_path: Path
+) -> None:
+    source, reference = clip
+    output, look = tmp_path / "rg.mp4", tmp_path / "rg.otmap"
+    args = ["video", str(source), str(reference), "-o", str(output), "--steps", "5", "--samples",
+            "1000", "--device", "cpu", "--fit-frames", "2", "--save-map", str(look), "--regrain",
+            "--json"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["frames"] == 15
+    from otcolor.mapfile import load_map
+
+    fit = load_map(look).metadata["fit"]
+    assert fit["regrain"] is True and fit["smoothness"] == 0.3
+    before, after = _frames(source), _frames(output)
+    assert after.shape == before.shape
+    assert after[..., 0].mean() > before[..., 0].mean() + 10
+    pure = tmp_path / "pure.mp4"
+    result = runner.invoke(app, ["video", str(source), "--map", str(look), "-o", str(pure)])
+    assert result.exit_code == 0, result.stderr
+    assert not np.array_equal(_frames(pure), after)  # the regrain is spatial, not the table
