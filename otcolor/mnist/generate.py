@@ -79,7 +79,7 @@ GENERATOR_MODELS: dict[str, dict[str, object]] = {
 
 @dataclass
 class MnistConfig:
-    r"""Settings of ``otcolor mnist``; the defaults meet the README's quality bar on a CPU."""
+    r"""Settings of ``otcolor mnist`` (the README reports what the defaults give on a CPU)."""
 
     model: str = "cmgn"  # a key of GENERATOR_MODELS, or "all"
     loss: str = "sliced"  # a key of otcolor.losses.LOSSES (see the README for the comparison)
