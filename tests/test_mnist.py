@@ -211,14 +211,28 @@ def test_run_mnist_five_steps(tmp_path: Path) -> None:
         classifier=ClassifierConfig(epochs=4, batch_size=32),
     )
     grid = tmp_path / "grid.png"
-    result = run_mnist(config, grid, save_model=tmp_path / "map.pt")
+    result = run_mnist(
+        config, grid, save_model=tmp_path / "map.pt", samples_out=tmp_path / "s.npy"
+    )
     (model,) = result.models
     assert model.model == "cmgn" and model.grid == str(grid)
     with Image.open(grid) as image:
         assert image.size == (8 * 28 + 9 * 2,) * 2
-    for metrics in [model.metrics, *result.reference.values()]:
-        assert set(metrics) == {"fid", "confidence", "class_entropy", "sliced_w2"}
+    assert set(result.reference) == {"train_digits", "gaussian", "noise", "gmm_pca"}
+    keys = {"fid", "confidence", "class_entropy", "sliced_w2"}
+    keys |= {"nn_median", "test_nn_median", "nn_ratio", "near_copies"}
+    for metrics in [
+        model.metrics,
+        model.start_metrics,
+        model.one_step_metrics,
+        *result.reference.values(),
+    ]:
+        assert set(metrics) == keys
         assert all(math.isfinite(v) for v in metrics.values())
+    # The audit file: float32, one row of 784 pixels in [0, 1] per scored sample.
+    samples = np.load(tmp_path / "s.npy")
+    assert samples.dtype == np.float32 and samples.shape == (64, 784)
+    assert samples.min() >= 0 and samples.max() <= 1
     # The classifier learns the synthetic classes; real digits score far better than noise.
     assert result.classifier["test_accuracy"] > 0.9 and result.classifier["trained_now"]
     assert result.reference["train_digits"]["fid"] < result.reference["noise"]["fid"]
@@ -261,7 +275,8 @@ def test_cli_json_all_models(tmp_path: Path) -> None:
     assert [m["model"] for m in payload["models"]] == ["cmgn", "mmgn", "icnn"]
     for name in ("cmgn", "mmgn", "icnn"):
         assert (tmp_path / f"g-{name}.png").is_file()
-    assert set(payload["reference"]) == {"train_digits", "gaussian", "noise"}
+    assert set(payload["reference"]) == {"train_digits", "gaussian", "noise", "gmm_pca"}
+    assert all("nn_ratio" in m["start_metrics"] for m in payload["models"])
     assert payload["steps"] == 3 and payload["device"] == "cpu" and payload["loss"] == "wgan"
     # Existing grids are kept without --force: usage error, before any training.
     again = runner.invoke(app, args)

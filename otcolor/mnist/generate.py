@@ -1,26 +1,39 @@
 r"""MNIST generation with a monotone gradient map: train, sample, score, save.
 
-A map :math:`T = \nabla\varphi` (C-MGN, M-MGN or ICNN, :math:`\mathbb{R}^{784} \to
-\mathbb{R}^{784}`) pushes a standard Gaussian latent onto the distribution of MNIST digits; by
-Brenier's theorem the monotone map between the two is the optimal transport map. The seed's
-experiment trains it with the adversarial Wasserstein loss; :func:`run_mnist` does that for one
-or all architectures and scores the samples with :mod:`otcolor.mnist.classifier`.
+W2GN / AE-OT style: the digits are written in their top-:math:`d` PCA coordinates, whitened
+(:math:`c = U^\top (x - \mu)`, :math:`U \in \mathbb{R}^{784 \times d}` the leading
+eigenvectors of the training covariance), and a monotone map :math:`T = \nabla\varphi`
+(C-MGN, M-MGN or ICNN, :math:`\mathbb{R}^d \to \mathbb{R}^d`) pushes a standard Gaussian latent
+:math:`z \sim \mathcal{N}(0, I_d)` onto the distribution of :math:`c`; a digit is
+:math:`\mu + U T(z)`, clipped to :math:`[0, 1]`. By Brenier's theorem the monotone map between
+the two is the optimal transport map. The map starts at the closed-form Gaussian (Bures) map
+:math:`z \mapsto \Lambda^{1/2} z` and is trained with a loss of :mod:`otcolor.losses` (the
+default sliced W2 or the seed's adversarial WGAN-GP). Nothing in the model is copied from an
+individual training digit: :math:`\mu` and :math:`U` are moments of all of them.
+
+:func:`run_mnist` trains one or all architectures and scores the samples, beside reference
+generators, with :mod:`otcolor.mnist.classifier` and :mod:`otcolor.mnist.memorisation`.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "GENERATOR_MODELS",
+    "LatentGenerator",
     "MnistConfig",
     "MnistResult",
     "ModelResult",
     "build_generator",
     "evaluate_samples",
     "grid_image",
+    "pca_basis",
     "run_mnist",
     "sample",
+    "save_samples",
 ]
 
+import copy
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -32,10 +45,10 @@ import torch
 from torch import Tensor
 
 from ..errors import OutputError, UsageError
-from ..image import check_output_path, save_image
+from ..image import check_output_path, save_image, write_atomically
 from ..losses import LOSSES, build_loss
 from ..metrics import sliced_w2
-from ..models import ICNN, GradientMap, build_model
+from ..models import GradientMap, build_model
 from ..train import FitConfig, fit, resolve_device
 from .classifier import (
     Classifier,
@@ -47,6 +60,8 @@ from .classifier import (
     predict,
 )
 from .data import MnistData, cache_dir, load_mnist
+from .gmm import GaussianMixtureConfig, fit_mixture
+from .memorisation import memorisation, nearest_distances
 
 #: ``callback(phase, done, total, info)``: phase is ``download``, ``classifier``, ``train:<model>``
 #: or ``evaluate``.
@@ -54,18 +69,17 @@ Callback = Callable[[str, int, int, str], None]
 
 PIXELS = 28 * 28
 
-#: The architectures at the size used for digits (see the README's MNIST section for the
-#: measurements behind them).
+#: The architectures at the size used in the PCA latent (``latent`` coordinates).
 GENERATOR_MODELS: dict[str, dict[str, object]] = {
-    "cmgn": {"hidden_features": 2048, "layers": 2, "activation": "sigmoid"},
-    "mmgn": {"hidden_features": 64, "modules": 32},
-    "icnn": {"hidden_features": (1024, 64), "activation": "softplus"},
+    "cmgn": {"hidden_features": 512, "layers": 2, "activation": "sigmoid"},
+    "mmgn": {"hidden_features": 64, "modules": 16},
+    "icnn": {"hidden_features": (512, 64), "activation": "softplus"},
 }
 
 
 @dataclass
 class MnistConfig:
-    r"""Settings of ``otcolor mnist``; the defaults meet the README's quality bar on a CPU."""
+    r"""Settings of ``otcolor mnist`` (the README reports what the defaults give on a CPU)."""
 
     model: str = "cmgn"  # a key of GENERATOR_MODELS, or "all"
     loss: str = "sliced"  # a key of otcolor.losses.LOSSES (see the README for the comparison)
@@ -75,6 +89,9 @@ class MnistConfig:
     device: str = "auto"
     seed: int = 0
     samples: int = 10_000  # generated digits scored (and test digits they are compared with)
+    latent: int = 50  # PCA coordinates the map works in (the GMM reference uses the same)
+    nonlinear_scale: float = 0.5  # start: the nonlinear Jacobian's size vs the Gaussian map's
+    gmm: GaussianMixtureConfig = field(default_factory=GaussianMixtureConfig)
     data: Path | None = None  # folder of the IDX files (else $OTCOLOR_DATA, else the cache)
     download: bool = True  # fetch missing files into the cache
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
@@ -92,13 +109,15 @@ class MnistConfig:
             )
         if self.loss not in LOSSES:
             raise UsageError(f"unknown loss {self.loss!r}", f"choose one of {sorted(LOSSES)}")
-        for name in ("steps", "batch_size", "samples"):
+        for name in ("steps", "batch_size", "samples", "latent"):
             if getattr(self, name) < 1:
                 raise UsageError(f"{name.replace('_', ' ')} must be at least 1")
         if self.batch_size < 2:
             raise UsageError("the batch needs at least 2 digits")
         if not self.lr > 0:
             raise UsageError("the learning rate must be positive")
+        if self.latent > PIXELS:
+            raise UsageError(f"the latent has at most {PIXELS} coordinates")
 
 
 @dataclass
@@ -108,7 +127,9 @@ class ModelResult:
     model: str
     metrics: dict[str, float]
     train_seconds: float
-    final_loss: float
+    start_metrics: dict[str, float] = field(default_factory=dict)  # the model at step 0
+    one_step_metrics: dict[str, float] = field(default_factory=dict)  # after one Adam step
+    final_loss: float = float("nan")
     grid: str | None = None
     saved_model: str | None = None
 
@@ -116,8 +137,8 @@ class ModelResult:
 @dataclass
 class MnistResult:
     r"""Everything ``otcolor mnist`` reports. ``reference`` holds the metrics of real train
-    digits (the floor) and of two baselines (``noise``, ``gaussian``), computed exactly like
-    the models'."""
+    digits (the floor) and of three baselines (``noise``, ``gaussian``, ``gmm_pca``), computed
+    exactly like the models'."""
 
     models: list[ModelResult]
     reference: dict[str, dict[str, float]]
@@ -129,64 +150,108 @@ class MnistResult:
     data: str
     classifier: dict[str, object]
     seconds: float
+    latent: int = 50
+    samples_out: str | None = None
 
 
-def build_generator(name: str, data: Tensor, seed: int = 0) -> GradientMap:
-    r"""Returns the map ``name`` at its MNIST size, started at a data-dependent point.
+def pca_basis(data: Tensor, latent: int) -> tuple[Tensor, Tensor, Tensor]:
+    r"""Returns the mean digit :math:`\mu` :math:`(784,)`, the leading ``latent`` principal
+    directions :math:`U^\top` :math:`(d, 784)` (orthonormal rows) and their variances
+    :math:`\lambda` :math:`(d,)`, from the covariance of all of ``data`` :math:`(N, 784)`.
 
-    The affine part starts (and stays) at zero and the bias at the mean digit; the units of the
-    nonlinear part start from digits: their input directions (a C-MGN's rows of :math:`W`, which
-    are also its output directions; an M-MGN's :math:`W_k`; an ICNN's first layer) are centred
-    training digits, with a threshold that a latent passes for about 1 % of them. A latent then
-    lights up the few units whose digits it points towards, and the map outputs the mean digit
-    plus those digits' strokes. Started from the closed-form Gaussian map instead, every model
-    kept its full-rank Gaussian noise (FID 546-1038 after 300-1200 steps, see the README).
+    Closed form (an eigendecomposition of a :math:`784 \times 784` matrix, float64): each
+    direction is a weighted sum over every training digit, none is a digit.
+    """
+
+    x = data.double()
+    mean = x.mean(0)
+    cov = (x - mean).T @ (x - mean) / max(x.shape[0] - 1, 1)
+    values, vectors = torch.linalg.eigh(cov)  # ascending
+    order = values.flip(0)[:latent].clamp(min=1e-12)
+    basis = vectors.flip(1)[:, :latent].T.contiguous()
+    return mean.float(), basis.float(), order.float()
+
+
+class LatentGenerator(torch.nn.Module):
+    r"""A monotone map in whitened PCA coordinates, decoded to pixels.
+
+    .. math::
+        G(z) = \mu + U \Lambda^{1/2}\, T(z), \quad z \in \mathbb{R}^d, \;
+        T = \nabla\varphi : \mathbb{R}^d \to \mathbb{R}^d
+
+    with :math:`U \in \mathbb{R}^{784 \times d}` orthonormal and :math:`\Lambda` the PCA
+    variances. The map works on coordinates of unit variance because the digits' variances span
+    two decades: in raw coordinates Adam's steps (about ``lr`` per weight) were too large for the
+    leading directions and too small (below its :math:`\epsilon`) for the rest. :math:`\mu`,
+    :math:`U` and :math:`\Lambda^{1/2}` are fixed buffers; only :attr:`map` trains.
+
+    Arguments:
+        transport: :math:`T`, a :class:`~otcolor.models.GradientMap` on :math:`d` features.
+        mean: :math:`\mu`, :math:`(784,)`.
+        basis: :math:`U^\top`, :math:`(d, 784)`.
+        scale: :math:`\mathrm{diag}(\Lambda^{1/2})`, :math:`(d,)`.
+    """
+
+    def __init__(self, transport: GradientMap, mean: Tensor, basis: Tensor, scale: Tensor) -> None:
+        super().__init__()
+        self.map = transport
+        self.register_buffer("mean", mean.clone())
+        self.register_buffer("basis", basis.clone())
+        self.register_buffer("scale", scale.clone())
+
+    @property
+    def latent_features(self) -> int:
+        return int(self.basis.shape[0])
+
+    def encode(self, x: Tensor) -> Tensor:
+        r"""Whitened PCA coordinates :math:`\Lambda^{-1/2} U^\top (x - \mu)`,
+        :math:`(N, 784) \to (N, d)`."""
+
+        return (x - self.mean) @ self.basis.T / self.scale
+
+    def decode(self, c: Tensor) -> Tensor:
+        r""":math:`\mu + U \Lambda^{1/2} c`, :math:`(N, d) \to (N, 784)` (not clipped)."""
+
+        return (c * self.scale) @ self.basis + self.mean
+
+    def forward(self, z: Tensor) -> Tensor:
+        r""":math:`G(z)`, :math:`(N, d) \to (N, 784)` (not clipped)."""
+
+        return self.decode(self.map(z))
+
+
+def build_generator(
+    name: str,
+    data: Tensor,
+    seed: int = 0,
+    latent: int = 50,
+    nonlinear_scale: float = 0.5,
+) -> LatentGenerator:
+    r"""Returns the map ``name`` in the ``latent``-dimensional PCA space of ``data``, started at
+    the closed-form Gaussian OT map.
+
+    The whitened PCA coordinates of the digits have mean 0 and covariance :math:`I_d`, so the
+    Brenier map from :math:`\mathcal{N}(0, I_d)` to the Gaussian with those moments is the
+    identity (decoded: :math:`z \mapsto \mu + U \Lambda^{1/2} z`). The map starts there via
+    :meth:`~otcolor.models.GradientMap.init_linear`, its nonlinear part randomly initialised
+    (seeded) and shrunk to ``nonlinear_scale`` of that slope so that training has gradients to
+    follow. Nothing is copied from a training digit.
 
     Arguments:
         name: a key of :data:`GENERATOR_MODELS`.
         data: training digits, with shape :math:`(N, 784)` in :math:`[0, 1]`.
-        seed: seeds the initialisation.
+        seed: seeds the nonlinear part's initialisation.
+        latent: :math:`d`.
+        nonlinear_scale: see :meth:`~otcolor.models.GradientMap.init_linear`.
     """
 
+    mean, basis, variances = pca_basis(data, latent)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = build_model(name, PIXELS, **GENERATOR_MODELS[name])
-        mean = data.mean(0)
-        with torch.no_grad():
-            # No affine part (V = 0, frozen): any V^T V z adds full-rank Gaussian noise to every
-            # pixel, which is what kept maps started at the Gaussian map noisy.
-            model.linear.V.zero_()
-            model.linear.V.requires_grad_(False)
-            model.bias.copy_(mean)
-            if isinstance(model, ICNN):
-                first = model.inputs[0]
-                first.weight.copy_(_templates(data, first.weight.shape[0], seed))
-                first.bias.fill_(-TEMPLATE_THRESHOLD)
-            else:  # C-MGN (H, D) and M-MGN (K, H, D) share W's layout in their last two axes
-                count = model.W[..., 0].numel()
-                model.W.copy_(_templates(data, count, seed).reshape(model.W.shape))
-                model.b.fill_(-TEMPLATE_THRESHOLD)
-    return model
-
-
-#: Norm of the digit directions a generator's units start from, and the threshold a unit's
-#: input must pass: :math:`w^\top z \sim \mathcal{N}(0, 12^2)` crosses 28 with probability 1 %,
-#: so a latent lights up about 1 % of the units, those whose digits it is closest to. The norm
-#: is above a centred digit's (7.2 on average), so one unit that fires draws a whole, saturated
-#: digit (measured, C-MGN, 1200 WGAN steps: norm 3 / 6 / 9 / 12 gave FID 304 / 258 / 141 / 76 and
-#: confidence 0.76 / 0.77 / 0.81 / 0.86).
-TEMPLATE_NORM = 12.0
-TEMPLATE_THRESHOLD = 28.0
-
-
-def _templates(data: Tensor, count: int, seed: int) -> Tensor:
-    r"""Returns ``count`` centred training digits scaled to norm :data:`TEMPLATE_NORM`,
-    :math:`(count, 784)` (drawn with replacement when ``count`` exceeds the data)."""
-
-    generator = torch.Generator().manual_seed(seed)
-    pick = torch.randint(data.shape[0], (count,), generator=generator)
-    digits = data[pick] - data.mean(0)
-    return TEMPLATE_NORM * digits / digits.norm(dim=1, keepdim=True).clamp(min=1e-6)
+        transport = build_model(name, basis.shape[0], **GENERATOR_MODELS[name])
+    d = basis.shape[0]
+    transport.init_linear(torch.eye(d), torch.zeros(d), nonlinear_scale=nonlinear_scale)
+    return LatentGenerator(transport, mean, basis, variances.sqrt())
 
 
 @torch.no_grad()
@@ -197,12 +262,13 @@ def sample(
     device: torch.device | str = "cpu",
     chunk: int = 2000,
 ) -> Tensor:
-    r"""Returns ``n`` digits :math:`T(z)`, :math:`z \sim \mathcal{N}(0, I_{784})` from a seeded
+    r"""Returns ``n`` digits :math:`G(z)`, :math:`z \sim \mathcal{N}(0, I_d)` from a seeded
     CPU generator (so a seed gives the same latents on every device), clipped to
-    :math:`[0, 1]`, with shape :math:`(n, 784)`, on the CPU."""
+    :math:`[0, 1]`, with shape :math:`(n, 784)`, on the CPU. ``d`` is the model's
+    ``latent_features`` (784 for a pixel-space map)."""
 
     generator = torch.Generator().manual_seed(seed)
-    latents = torch.randn(n, PIXELS, generator=generator)
+    latents = torch.randn(n, getattr(model, "latent_features", PIXELS), generator=generator)
     out = [model(latents[i : i + chunk].to(device)).clamp(0, 1).cpu() for i in range(0, n, chunk)]
     return torch.cat(out)
 
@@ -212,17 +278,27 @@ def evaluate_samples(
     classifier: Classifier,
     test_features: Tensor,
     test_images: np.ndarray,
+    train: Tensor | None = None,
+    test_distances: Tensor | None = None,
 ) -> dict[str, float]:
     r"""Scores digits :math:`(N, 784)` in :math:`[0, 1]` against the test set.
 
     Returns:
         ``fid`` (Fréchet distance in the classifier's feature space), ``confidence`` (mean
         max-softmax probability), ``class_entropy`` (entropy of the predicted-class histogram,
-        nats; :math:`\log 10` is balanced), ``sliced_w2`` (pixel space, 256 fixed directions).
+        nats; :math:`\log 10` is balanced), ``sliced_w2`` (pixel space, 256 fixed directions);
+        with ``train`` and ``test_distances`` (the test digits' nearest-training-digit
+        distances) also :func:`~otcolor.mnist.memorisation.memorisation`'s ``nn_median``,
+        ``test_nn_median``, ``nn_ratio`` and ``near_copies``.
     """
 
     features, probs = predict(classifier, images)
     confidence, entropy = class_consistency(probs)
+    copies = (
+        memorisation(images, train, test_distances=test_distances)
+        if train is not None and test_distances is not None
+        else {}
+    )
     return {
         "fid": frechet_distance(features, test_features),
         "confidence": confidence,
@@ -234,6 +310,7 @@ def evaluate_samples(
             n_projections=256,
             n=None,
         ),
+        **copies,
     }
 
 
@@ -258,14 +335,22 @@ def _output_paths(output: Path, models: list[str]) -> list[Path]:
     return [output.with_name(f"{output.stem}-{name}{output.suffix}") for name in models]
 
 
-def _save_model(path: Path, model: GradientMap, name: str, overwrite: bool = True) -> None:
+def _save_model(path: Path, model: LatentGenerator, name: str, overwrite: bool = True) -> None:
     payload = {
         "model": name,
         "kwargs": GENERATOR_MODELS[name],
-        "features": PIXELS,
-        "state_dict": model.state_dict(),
+        "features": model.latent_features,  # the map's dimension (PCA coordinates)
+        "pixels": PIXELS,
+        "state_dict": model.state_dict(),  # map.*, plus the decoder's mean and basis
     }
     atomic_torch_save(payload, path, overwrite)
+
+
+def save_samples(path: str | os.PathLike[str], images: Tensor, overwrite: bool = True) -> None:
+    r"""Writes ``images`` :math:`(N, 784)` as a float32 ``.npy`` file, atomically."""
+
+    array = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
+    write_atomically(path, lambda f: np.save(f, array, allow_pickle=False), overwrite)
 
 
 def run_mnist(
@@ -274,21 +359,24 @@ def run_mnist(
     *,
     force: bool = False,
     save_model: str | os.PathLike[str] | None = None,
+    samples_out: str | os.PathLike[str] | None = None,
     callback: Callback | None = None,
     data: MnistData | None = None,
 ) -> MnistResult:
     r"""Trains the generator(s) of ``config``, scores them, and writes one grid per model.
 
     With several models (``model="all"``) the grid ``out.png`` becomes ``out-cmgn.png``,
-    ``out-mmgn.png``, ``out-icnn.png`` (and likewise ``save_model``). Every output is checked
-    before any training and written atomically.
+    ``out-mmgn.png``, ``out-icnn.png`` (and likewise ``save_model`` and ``samples_out``). Every
+    output is checked before any training and written atomically.
 
     Arguments:
         config: the settings.
         output: the grid PNG (``None``: no grid).
         force: overwrite existing outputs.
-        save_model: where to save the trained map(s) (a ``torch.save`` dict with the model name,
-            its constructor arguments and its ``state_dict``), or ``None``.
+        save_model: where to save the trained generator(s) (a ``torch.save`` dict with the model
+            name, its constructor arguments and its ``state_dict``), or ``None``.
+        samples_out: where to write the scored samples (``.npy``, float32, :math:`(N, 784)` in
+            :math:`[0, 1]`), or ``None``.
         callback: progress, see :data:`Callback`.
         data: already loaded digits (tests); read with :func:`load_mnist` otherwise.
 
@@ -314,12 +402,20 @@ def run_mnist(
     saves = (
         _output_paths(Path(save_model), models) if save_model is not None else [None] * len(models)
     )
-    for path in saves:
+    dumps = (
+        _output_paths(Path(samples_out), models)
+        if samples_out is not None
+        else [None] * len(models)
+    )
+    for path in [*saves, *dumps]:
         if path is not None:
             if path.exists() and not force:
                 raise UsageError(f"{path}: already exists", "pass --force to overwrite it")
             if not path.parent.is_dir():
                 raise OutputError(f"{path.parent}: no such folder")
+    for path in dumps:
+        if path is not None and path.suffix.lower() != ".npy":
+            raise UsageError(f"{path}: samples are written as .npy", "give a name ending in .npy")
 
     def report(phase: str, done: int, total: int, info: str = "") -> None:
         if callback is not None:
@@ -331,6 +427,8 @@ def run_mnist(
         )
     train = torch.from_numpy(data.train_images.reshape(-1, PIXELS))
     test = torch.from_numpy(data.test_images.reshape(-1, PIXELS))
+    if config.latent > train.shape[0] - 1:
+        raise UsageError(f"a latent of {config.latent} needs more than {config.latent} digits")
     began = time.perf_counter()
     classifier, trained_now = load_or_train_classifier(
         train,
@@ -352,41 +450,54 @@ def run_mnist(
         .mean()
     )
     test_np = test_eval.numpy().astype(np.float64)
+    report("evaluate", 0, 1, "references")
+    test_nn = nearest_distances(test_eval, train)
+
+    def score(images: Tensor) -> dict[str, float]:
+        return evaluate_samples(images, classifier, test_features, test_np, train, test_nn)
+
     reference = {
-        "train_digits": evaluate_samples(
-            train[torch.randperm(train.shape[0], generator=eval_rng)[:n_eval]],
-            classifier,
-            test_features,
-            test_np,
-        ),
-        **_baselines(train, n_eval, config.seed, classifier, test_features, test_np),
+        "train_digits": score(train[torch.randperm(train.shape[0], generator=eval_rng)[:n_eval]]),
+        **_baselines(train, n_eval, config, score),
     }
 
     results = []
-    for name, grid, save in zip(models, grids, saves, strict=True):
-        model = build_generator(name, train, config.seed).to(device)
+    for name, grid, save, dump in zip(models, grids, saves, dumps, strict=True):
+        model = build_generator(
+            name, train, config.seed, config.latent, config.nonlinear_scale
+        ).to(device)
+        d = model.latent_features
+        targets = model.encode(train.to(device)).detach()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed + 1)  # the critic's initialisation (wgan)
             loss = build_loss(
                 config.loss,
-                PIXELS,
+                d,
                 generator=torch.Generator().manual_seed(config.seed + 1),
-                **({"reference": train.to(device)} if config.loss == "sliced" else {}),
+                **({"reference": targets} if config.loss == "sliced" else {}),
             ).to(device)
         latents = torch.randn(
-            train.shape[0], PIXELS, generator=torch.Generator().manual_seed(config.seed + 2)
-        )
+            train.shape[0], d, generator=torch.Generator().manual_seed(config.seed + 2)
+        ).to(device)
+        report("evaluate", 0, 1, f"{name} at its start")
+        start_metrics = score(sample(model, n_eval, config.seed + 3, device))
         fit_config = FitConfig(
             steps=config.steps, batch_size=config.batch_size, lr=config.lr, seed=config.seed
         )
+        # The one-step row: a copy (generator, and critic for wgan) trained for one step of
+        # the same schedule, so the full run below is unaffected.
+        one = copy.deepcopy(model)
+        fit(one.map, copy.deepcopy(loss), latents, targets, dataclasses.replace(fit_config, steps=1))
+        one_step_metrics = score(sample(one, n_eval, config.seed + 3, device))
+        del one
         phase = f"train:{name}"
         report(phase, 0, config.steps, "")
         began = time.perf_counter()
         history = fit(
-            model,
+            model.map,
             loss,
-            latents.to(device),
-            train.to(device),
+            latents,
+            targets,
             fit_config,
             lambda step, logs, phase=phase: report(
                 phase, step, config.steps, f"loss {logs['loss']:.4g}"
@@ -397,16 +508,20 @@ def run_mnist(
         seconds = time.perf_counter() - began
         report("evaluate", 0, 1, name)
         images = sample(model, n_eval, config.seed + 3, device)
-        metrics = evaluate_samples(images, classifier, test_features, test_np)
+        metrics = score(images)
         if grid is not None:
             save_image(grid, grid_image(images), overwrite=force)
         if save is not None:
             _save_model(save, model.cpu(), name, overwrite=force)
+        if dump is not None:
+            save_samples(dump, images, overwrite=force)
         results.append(
             ModelResult(
                 model=name,
                 metrics=metrics,
                 train_seconds=seconds,
+                start_metrics=start_metrics,
+                one_step_metrics=one_step_metrics,
                 final_loss=history["loss"][-1] if history["loss"] else float("nan"),
                 grid=str(grid) if grid is not None else None,
                 saved_model=str(save) if save is not None else None,
@@ -429,29 +544,31 @@ def run_mnist(
             "test_confidence": class_consistency(test_probs)[0],
         },
         seconds=time.perf_counter() - start,
+        latent=config.latent,
+        samples_out=str(samples_out) if samples_out is not None else None,
     )
 
 
 def _baselines(
     train: Tensor,
     n: int,
-    seed: int,
-    classifier: Classifier,
-    test_features: Tensor,
-    test_np: np.ndarray,
+    config: MnistConfig,
+    score: Callable[[Tensor], dict[str, float]],
 ) -> dict[str, dict[str, float]]:
-    r"""Two reference generators scored like the models.
+    r"""Three reference generators scored like the models.
 
     ``noise``: every pixel drawn independently from a Gaussian with that pixel's training mean
     and standard deviation (clipped to [0, 1]): right per-pixel statistics, no structure.
     ``gaussian``: the closed-form Gaussian OT map (the best *affine* monotone map), i.e. digits
     drawn from the Gaussian with the training mean and full covariance.
+    ``gmm_pca``: a Gaussian mixture (:mod:`otcolor.mnist.gmm`, 100 full-covariance components
+    by default) fitted by EM in the same PCA space the models use, decoded like them.
     """
 
     from ..gaussian import moments
     from ..nn import sqrtm_psd
 
-    generator = torch.Generator().manual_seed(seed + 11)
+    generator = torch.Generator().manual_seed(config.seed + 11)
     mean, std = train.mean(0), train.std(0)
     noise = (mean + std * torch.randn(n, PIXELS, generator=generator)).clamp(0, 1)
     m, S = moments(train.double())
@@ -460,7 +577,11 @@ def _baselines(
         .float()
         .clamp(0, 1)
     )
-    return {
-        "noise": evaluate_samples(noise, classifier, test_features, test_np),
-        "gaussian": evaluate_samples(gaussian, classifier, test_features, test_np),
-    }
+    pca_mean, basis, _ = pca_basis(train, config.latent)
+    coords = (train - pca_mean) @ basis.T  # raw PCA coordinates: EM does not care
+    gmm_config = dataclasses.replace(
+        config.gmm, seed=config.seed, components=min(config.gmm.components, coords.shape[0])
+    )
+    mixture = fit_mixture(coords, gmm_config)
+    gmm = (mixture.sample(n, generator).float() @ basis + pca_mean).clamp(0, 1)
+    return {"noise": score(noise), "gaussian": score(gaussian), "gmm_pca": score(gmm)}

@@ -34,7 +34,12 @@ def nearest_distances(x: Tensor, reference: Tensor, chunk: int = 1000) -> Tensor
 
 
 def memorisation(
-    samples: Tensor, train: Tensor, test: Tensor, quantile: float = 0.05
+    samples: Tensor,
+    train: Tensor,
+    test: Tensor | None = None,
+    quantile: float = 0.05,
+    *,
+    test_distances: Tensor | None = None,
 ) -> dict[str, float]:
     r"""Scores how close ``samples`` :math:`(N, 784)` lie to ``train`` :math:`(M, 784)`,
     relative to held-out ``test`` digits :math:`(K, 784)`.
@@ -45,10 +50,17 @@ def memorisation(
         well below 1 for copies), and ``near_copies``: the share of samples closer to a
         training digit than the ``quantile`` closest test digits are (``quantile`` for test
         digits themselves, by construction).
+
+    ``test_distances`` (:func:`nearest_distances` of ``test``) may be given instead of ``test``,
+    so that several generators are scored against one computation.
     """
 
+    if test_distances is None:
+        if test is None:
+            raise ValueError("memorisation needs test digits or their distances")
+        test_distances = nearest_distances(test, train)
     ours = nearest_distances(samples, train)
-    theirs = nearest_distances(test, train)
+    theirs = test_distances
     threshold = torch.quantile(theirs, quantile)
     return {
         "nn_median": float(ours.median()),
