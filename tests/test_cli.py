@@ -349,3 +349,11 @@ def test_debug_reraises(
         result = runner.invoke(app, args, env={"OTCOLOR_DEBUG": "1"})
     assert isinstance(result.exception, RuntimeError)
     assert "Error: internal error" not in result.stderr
+
+
+def test_warnings_with_markup_characters_print_verbatim(capsys: pytest.CaptureFixture[str]) -> None:
+    from otcolor.cli._app import print_warnings
+
+    print_warnings(["shots/[/]odd [b]name.jpg: could not read its colour profile"])
+    err = capsys.readouterr().err
+    assert "[/]odd [b]name.jpg" in err and err.count("\n") == 1

@@ -27,6 +27,8 @@ __all__ = [
     "versions",
 ]
 
+import dataclasses
+import json
 import math
 from enum import Enum
 from pathlib import Path
@@ -304,3 +306,19 @@ def versions() -> dict[str, str]:
     r"""Versions recorded in ``--json`` outputs, so numbers can be traced to software."""
 
     return {"otcolor": __version__, "torch": torch.__version__, "pillow": PIL.__version__}
+
+
+def print_warnings(warnings: list[str]) -> None:
+    r"""Each warning on one stderr line; its text escaped, since file names may hold ``[``."""
+
+    stderr = stderr_console()
+    for warning in warnings:
+        stderr.print(f"[yellow]Warning:[/] {escape(printable(warning))}", soft_wrap=True)
+
+
+def emit_json(result: object, **extra: object) -> None:
+    r"""A result dataclass and ``extra`` keys as one JSON object on stdout, with
+    :func:`versions`."""
+
+    payload = {**dataclasses.asdict(result), **extra, "versions": versions()}  # type: ignore[call-overload]
+    typer.echo(json.dumps(json_safe(payload)))

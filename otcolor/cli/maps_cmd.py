@@ -2,7 +2,6 @@ r"""``otcolor apply``, ``otcolor lut`` and ``otcolor video``: reuse one fitted l
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from enum import Enum
 from pathlib import Path
@@ -24,10 +23,11 @@ from ._app import (
     LossName,
     ModelName,
     app,
+    emit_json,
     finite,
     json_safe,
     make_progress,
-    printable,
+    print_warnings,
     stderr_console,
     versions,
 )
@@ -56,17 +56,6 @@ class LutMethod(str, Enum):
 
     fit = "fit"
     nodes = "nodes"
-
-
-def _warn(warnings: list[str]) -> None:
-    stderr = stderr_console()
-    for warning in warnings:
-        stderr.print(f"[yellow]Warning:[/] {escape(printable(warning))}", soft_wrap=True)
-
-
-def _emit(result: object, **extra: object) -> None:
-    payload = {**dataclasses.asdict(result), **extra, "versions": versions()}  # type: ignore[call-overload]
-    typer.echo(json.dumps(json_safe(payload)))
 
 
 @app.command(cls=Command, epilog=EPILOG)
@@ -138,7 +127,7 @@ def apply(
             callback=callback,
         )
     if json_output:
-        _emit(result)
+        emit_json(result)
         return
     if not quiet:
         rate = result.megapixels / max(result.apply_seconds, 1e-9)
@@ -147,7 +136,7 @@ def apply(
             f"{result.seconds:.2f} s (mapping {rate:.0f} MP/s) -> {result.outputs[0]}"
             + (" ..." if len(result.outputs) > 1 else "")
         )
-    _warn(result.warnings)
+    print_warnings(result.warnings)
 
 
 @app.command(cls=Command, epilog=EPILOG)
@@ -343,11 +332,11 @@ def video(
             frame_callback=on_frame,
         )
     if json_output:
-        _emit(result)
+        emit_json(result)
         return
     if not quiet:
         typer.echo(
             f"{result.frames} frames {result.width}x{result.height} in {result.seconds:.1f} s "
             f"({result.colours:,} distinct colours mapped) -> {result.output}"
         )
-    _warn(result.warnings)
+    print_warnings(result.warnings)

@@ -2,15 +2,13 @@ r"""``otcolor preview``: one labelled contact sheet to choose a smoothness by ey
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from .. import preview as preview_lib
-from ._app import EPILOG, Command, app, json_safe, printable, stderr_console, versions
+from ._app import EPILOG, Command, app, emit_json, print_warnings, printable, stderr_console
 from .transfer_cmd import RegrainOption
 
 _DEFAULTS = preview_lib.PreviewConfig()
@@ -68,12 +66,9 @@ def preview(
             console.print(f"fit {done}/{total} (smoothness {value:g})")
 
     result = preview_lib.preview(source, target, output, config, force=force, callback=progress)
-    for warning in result.warnings:
-        console.print(f"[yellow]Warning:[/] {printable(warning)}", soft_wrap=True)
+    print_warnings(result.warnings)
     if json_output:
-        payload = dataclasses.asdict(result)
-        payload["versions"] = versions()
-        typer.echo(json.dumps(json_safe(payload)))
+        emit_json(result)
         return
     for s in result.settings:
         typer.echo(
