@@ -145,7 +145,8 @@ def preview(
     tgt = _shrink(tgt_image.rgb, config.size)
     if config.regrain:
         # As transfer: both sides fitted as base layers, the grain kept by the regrain.
-        x = base_colors(src, REGRAIN).reshape(-1, 3)
+        src_base = base_colors(src, REGRAIN)  # filtered once: every setting regrains with it
+        x = src_base.reshape(-1, 3)
         y = base_colors(tgt, REGRAIN).reshape(-1, 3)
     else:
         x = src.reshape(-1, 3).astype(np.float32) / 255
@@ -164,7 +165,7 @@ def preview(
         warnings += fitted.warnings
         look = Look(fitted.map, "rgb", 1.0, False, fitted.device)
         if config.regrain:
-            mapped = regrain(look, src, REGRAIN)
+            mapped = regrain(look, src, REGRAIN, base=src_base)
         else:
             mapped = apply_look(look, src)
         mapped8 = np.round(np.clip(mapped, 0, 1) * 255).astype(np.uint8)

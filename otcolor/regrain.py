@@ -286,6 +286,7 @@ def regrain(
     *,
     mask: np.ndarray | None = None,
     table: ColorTable | None = None,
+    base: np.ndarray | None = None,
 ) -> np.ndarray:
     r"""Applies a look to an image with the regrain: :math:`O = I + \mathrm{GF}_I(T(B) - B)`.
 
@@ -295,6 +296,8 @@ def regrain(
         config: the filter settings.
         mask: where to apply, :math:`(H, W)` in :math:`[0, 1]`: :math:`I + m\,(O - I)`.
         table: a colour table of ``look`` to reuse (video frames); a new one otherwise.
+        base: :func:`base_colors` of ``rgb`` with the same ``config``, when the caller has it
+            already (it fitted the map on it); the same output, without filtering twice.
 
     Returns:
         The output, :math:`(H, W, 3)`, float32 in :math:`[0, 1]`.
@@ -310,6 +313,9 @@ def regrain(
         raise UsageError(f"mask is {mask.shape[1]}x{mask.shape[0]}, image is {width}x{height}")
     table = ColorTable(look) if table is None else table
     device = look.device
+    low_shape = (-(-height // config.scale), -(-width // config.scale), 3)
+    if base is not None and base.shape != low_shape:
+        raise UsageError(f"base layer is {base.shape}, expected {low_shape} for this image")
     s = config.scale
     disp_r = config.low_radii[1]
     low_w = -(-width // s)
@@ -320,10 +326,13 @@ def regrain(
     out = np.empty((height, width, 3), np.float32)
     for begin, end, lo, hi in _bands(height, s, config.halo):
         guide = _slab(rgb, s, lo, hi, device)  # (3, h, w)
-        base = _base_layer(guide, config)
-        flat = base.permute(1, 2, 0).reshape(-1, 3).cpu().numpy()
+        if base is None:
+            layer = _base_layer(guide, config)
+        else:
+            layer = _rows(base[lo:hi], device).permute(2, 0, 1)
+        flat = layer.permute(1, 2, 0).reshape(-1, 3).cpu().numpy()
         mapped = torch.from_numpy(_map_lattice(table, flat)).to(device)
-        shift = (mapped.reshape(*base.shape[1:], 3).permute(2, 0, 1) - base).contiguous()
+        shift = (mapped.reshape(*layer.shape[1:], 3).permute(2, 0, 1) - layer).contiguous()
         a, b = _coefficients(guide, shift, disp_r, config.eps)  # (3, 3, h, w), (3, h, w)
         coef = torch.cat([a.reshape(9, *b.shape[1:]), b])  # (12, h, w)
         # Full-resolution rows whose bilinear sources are low rows of this band's own range.

@@ -539,13 +539,15 @@ def sample_base(
     n: int,
     rng: np.random.Generator,
     device: torch.device,
+    base: np.ndarray | None = None,
 ) -> np.ndarray:
-    r"""Draws pixels of an image's base layer (:func:`otcolor.regrain.base_colors`); alpha and
-    the mask are read at the base layer's pixels."""
+    r"""Draws pixels of an image's base layer (:func:`otcolor.regrain.base_colors`, or ``base``
+    when the caller computed it to regrain with later); alpha and the mask are read at the base
+    layer's pixels."""
 
     scale = REGRAIN.scale
     base = LoadedImage(
-        base_colors(image.rgb, REGRAIN, device),
+        base_colors(image.rgb, REGRAIN, device) if base is None else base,
         alpha=None if image.alpha is None else image.alpha[::scale, ::scale],
         path=image.path,
     )
@@ -630,7 +632,9 @@ def transfer(
         # Both sides are fitted as base layers: the map moves the images' structure colours,
         # not their grain, and an image onto itself stays the identity (otcolor.regrain).
         device = resolve_device(config.device)
-        x = sample_base(source_image, masks["source"], config.samples, rng, device)
+        # Kept: the regrain below filters the same base layer again otherwise.
+        source_base = base_colors(source_image.rgb, REGRAIN, device)
+        x = sample_base(source_image, masks["source"], config.samples, rng, device, source_base)
         y = sample_base(target_image, masks["target"], config.samples, rng, device)
     else:
         x = sample_pixels(source_image, config.samples, rng, mask=masks["source"])
@@ -644,7 +648,9 @@ def transfer(
 
     def apply(look: Look) -> np.ndarray:
         if config.regrain:
-            return regrain(look, source_image.rgb, REGRAIN, mask=masks["apply"])
+            return regrain(
+                look, source_image.rgb, REGRAIN, mask=masks["apply"], base=source_base
+            )
         return apply_look(
             look, source_image.rgb, bit_depth=source_image.bit_depth, mask=masks["apply"]
         )

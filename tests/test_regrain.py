@@ -152,3 +152,15 @@ def test_a_read_only_image_is_regrained_like_a_writable_one(
     mask.setflags(write=False)
     np.testing.assert_array_equal(regrain(look, frozen, mask=mask), regrain(look, rgb, mask=mask))
     assert not [w for w in recwarn if "not writable" in str(w.message)]
+
+
+def test_a_given_base_layer_gives_the_same_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    from otcolor.errors import UsageError
+
+    rgb = np.random.default_rng(1).integers(0, 256, (70, 90, 3), dtype=np.uint8)
+    look = Look(Curve())
+    own = regrain(look, rgb)
+    monkeypatch.setattr(regrain_mod, "BAND_ROWS", 7)  # and for any band size
+    np.testing.assert_array_equal(regrain(look, rgb, base=base_colors(rgb)), own)
+    with pytest.raises(UsageError):
+        regrain(look, rgb, base=base_colors(rgb[:-4]))

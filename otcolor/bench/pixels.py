@@ -38,7 +38,7 @@ from ..data import image_path
 from ..errors import UsageError
 from ..image import load_image, sample_pixels
 from ..metrics import evaluate_transfer, quantize
-from ..regrain import regrain
+from ..regrain import REGRAIN, base_colors, regrain
 from ..train import resolve_device
 from ..transfer import TransferConfig, apply_color_map, fit_color_map, sample_base
 from .common import (
@@ -165,7 +165,8 @@ def run_pixels(
     src, tgt = src_image.rgb.astype(np.float64), tgt_image.rgb.astype(np.float64)
     rng = np.random.default_rng(config.seed)
     if config.regrain:  # what `otcolor transfer` ships (otcolor.regrain)
-        x = sample_base(src_image, None, config.samples, rng, device)
+        src_base = base_colors(src_image.rgb, REGRAIN, device)  # once: every model regrains
+        x = sample_base(src_image, None, config.samples, rng, device, src_base)
         y = sample_base(tgt_image, None, config.samples, rng, device)
     else:
         x = sample_pixels(src_image, config.samples, rng)
@@ -203,7 +204,7 @@ def run_pixels(
             fitted = fit_color_map(x, y, transfer_config, callback)
             if config.regrain:
                 look = Look(fitted.map, "rgb", 1.0, False, fitted.device)
-                out = regrain(look, src_image.rgb)
+                out = regrain(look, src_image.rgb, REGRAIN, base=src_base)
             else:
                 out = apply_color_map(fitted.map, src.astype(np.float32), fitted.device)
             mapped_points[(model_name, loss_name)] = quantize(out).reshape(-1, 3)[picks]
