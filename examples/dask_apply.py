@@ -1,6 +1,6 @@
 r"""Recolour a folder of images on a Dask cluster with one saved look.
 
-The unit of work is :func:`otcolor.mapfile.apply_one`, a module-level function of (map file,
+The unit of work is :func:`otcolor.apply.apply_one`, a module-level function of (map file,
 image path, output path): it pickles by reference, keeps no state, and writes the same bytes
 as ``otcolor apply MAP IMAGE -o OUTPUT`` (atomically), so tasks may run on any worker, in any
 order, and be retried. Workers need otcolor installed and the paths visible (a shared file
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from dask.distributed import Client, LocalCluster
 
-from otcolor.mapfile import apply_one, expand_inputs
+from otcolor.apply import apply_one, expand_inputs
 
 
 def apply_on_dask(

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from otcolor.image import load_image, sample_pixels, save_image
-from otcolor.transfer import TransferConfig, apply_color_map, fit_color_map
+from otcolor.color import Look, apply_look
+from otcolor.fit import TransferConfig, fit_color_map
 
 source_path, target_path, output_path = (
     sys.argv[1:4]
@@ -49,9 +50,10 @@ with torch.no_grad():
 print(f"smallest <T(a) - T(b), a - b> over 10,000 random pairs: {inner.min():.2e}")
 
 #####################################################################
-# Apply to every pixel, in chunks (bounded memory), and save atomically with the source's
+# Apply to every pixel through the route the CLI ships (exact per 8-bit colour, bounded
+# memory), and save atomically with the source's
 # metadata (ICC profile, EXIF, DPI) and alpha.
 
-out = apply_color_map(fitted.map, source.rgb)  # (H, W, 3), clipped to [0, 1]
+out = apply_look(Look(fitted.map, device=fitted.device), source.rgb)  # (H, W, 3) in [0, 1]
 save_image(output_path, out, alpha=source.alpha, like=source)
 print(f"wrote {output_path}")

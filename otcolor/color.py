@@ -38,7 +38,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import TrainingError, UsageError
+from .device import first_line, is_out_of_memory, release_device_memory
+from .errors import OutOfDeviceMemory, TrainingError, UsageError
 
 #: Colour spaces a map can be fitted and applied in.
 SPACES: tuple[str, ...] = ("rgb", "lab")
@@ -230,9 +231,29 @@ def evaluate_map(
             part = points[begin : begin + BLOCK]
             padded[: part.shape[0]] = part
             padded[part.shape[0] :] = part[-1]
-            value = color_map(torch.from_numpy(padded).to(device)).cpu().numpy()
+            value = _evaluate_block(color_map, padded, device)
             out[begin : begin + part.shape[0]] = value[: part.shape[0]]
     return out
+
+
+def _evaluate_block(color_map: nn.Module, block: np.ndarray, device: torch.device | str) -> np.ndarray:
+    r"""One :data:`BLOCK` through the map. Out of device memory, the cached blocks are released
+    and the block retried once: the block never shrinks, since its shape fixes the rounding
+    (see :func:`evaluate_map`), and a map of a few thousand weights that cannot run on
+    :data:`BLOCK` rows means the device is full of something else."""
+
+    for attempt in range(2):
+        try:
+            return color_map(torch.from_numpy(block).to(device)).cpu().numpy()
+        except RuntimeError as err:  # torch.cuda.OutOfMemoryError is a RuntimeError
+            if not is_out_of_memory(err):
+                raise
+            release_device_memory()
+            if attempt:
+                raise OutOfDeviceMemory(
+                    f"out of device memory applying the map ({first_line(err)})"
+                ) from err
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class ColorTable:

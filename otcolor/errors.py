@@ -63,6 +63,13 @@ class TrainingError(OtcolorError):
     default_hint = "try another --seed, --loss or fewer --samples"
 
 
+class OutOfDeviceMemory(TrainingError):
+    r"""The device ran out of memory even after its cached blocks were released (exit code 5);
+    a caller that can finish elsewhere (``transfer`` on the CPU) catches this one."""
+
+    default_hint = "use --device cpu"
+
+
 #: Exit codes of the ``otcolor`` command, documented in ``--help`` and the README.
 EXIT_CODES: dict[int, str] = {
     0: "success (warnings allowed)",

@@ -386,7 +386,7 @@ def save_image(
         raise ValueError(f"quality must be in [1, 100], got {quality}")
     if rgb.dtype == np.uint8:
         rgb = rgb.astype(np.float32) / 255 if like is not None and like.bit_depth == 16 else rgb
-    if rgb.dtype != np.uint8 and not _all_finite(rgb):
+    if rgb.dtype != np.uint8 and not all_finite(rgb):
         raise OutputError(f"{path}: refusing to write non-finite pixel values")
     if alpha is not None and fmt not in _ALPHA_FORMATS:
         raise OutputError(f"{path}: {fmt} cannot hold an alpha channel", "use .png/.webp/.tiff")
@@ -518,7 +518,7 @@ def write_atomically(
     _atomic_write(Path(path), write, overwrite)
 
 
-def _all_finite(a: np.ndarray, rows: int = 1 << 20) -> bool:
+def all_finite(a: np.ndarray, rows: int = 1 << 20) -> bool:
     r"""``np.isfinite(a).all()`` without a full-size boolean temporary (big images)."""
 
     flat = a.reshape(-1, a.shape[-1])

@@ -11,8 +11,11 @@ from __future__ import annotations
 __all__ = [
     "AffineMap",
     "CMGN",
+    "ColorMap",
+    "ConstantMap",
     "ICNN",
     "MMGN",
+    "MAP_MODELS",
     "MODELS",
     "GradientMap",
     "build_model",
@@ -42,6 +45,18 @@ class GradientMap(nn.Module):
     def __init__(self, features: int) -> None:
         super().__init__()
         self.features = features
+
+    def config(self) -> dict[str, object]:  # pragma: no cover - abstract
+        r"""The constructor arguments besides ``features``, JSON-ready: what a map file stores,
+        so that ``type(m).from_config(m.features, **m.config())`` rebuilds ``m``'s shape."""
+
+        raise NotImplementedError
+
+    @classmethod
+    def from_config(cls, features: int, **config: object) -> GradientMap:
+        r"""An untrained model of the shape :meth:`config` describes."""
+
+        return cls(features, **config)  # type: ignore[arg-type]
 
     def nonlinear(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
         r"""The gradient of the convex nonlinear part of :math:`\varphi`, :math:`(N, D) \to (N, D)`."""
@@ -164,6 +179,14 @@ class CMGN(GradientMap):
         self.linear = PSDLinear(features)
         self.bias = nn.Parameter(torch.zeros(features))
 
+    def config(self) -> dict[str, object]:
+        return {
+            "hidden_features": self.hidden_features,
+            "layers": self.layers,
+            "activation": self.activation,
+            "steepness": float(self.steepness),
+        }
+
     def sigma(self, z: Tensor) -> Tensor:
         r"""The activation :math:`\sigma(\beta z)`, elementwise."""
 
@@ -244,6 +267,9 @@ class MMGN(GradientMap):
         self.linear = PSDLinear(features)
         self.bias = nn.Parameter(torch.zeros(features))  # the paper's a
 
+    def config(self) -> dict[str, object]:
+        return {"hidden_features": self.hidden_features, "modules": self.n_modules}
+
     def nonlinear(self, x: Tensor) -> Tensor:
         z = torch.einsum("khd,nd->nkh", self.W, x) + self.b  # (N, K, H)
         scale = F.softplus(z).sum(-1, keepdim=True)  # (N, K, 1): s_k(z_k) >= 0
@@ -301,6 +327,9 @@ class ICNN(GradientMap):
         self.linear = PSDLinear(features)
         self.bias = nn.Parameter(torch.zeros(features))
 
+    def config(self) -> dict[str, object]:
+        return {"hidden_features": list(self.hidden_features), "activation": self.activation}
+
     def potential(self, x: Tensor) -> Tensor:
         r"""Returns the convex nonlinear part of :math:`\varphi`, :math:`(N, D) \to (N,)`."""
 
@@ -346,14 +375,86 @@ class AffineMap(nn.Module):
         self.register_buffer("matrix", matrix.clone())
         self.register_buffer("shift", shift.clone())
 
+    def config(self) -> dict[str, object]:
+        r"""Nothing besides the tensors, which the map file stores."""
+
+        return {}
+
+    @classmethod
+    def from_config(cls, features: int) -> AffineMap:
+        r"""The zero map on ``features`` dimensions, to load a state into."""
+
+        return cls(torch.zeros(features, features), torch.zeros(features))
+
     def forward(self, x: Tensor) -> Tensor:
         r"""Returns :math:`A x + b`, :math:`(N, D) \to (N, D)`."""
 
         return x @ self.matrix.mT + self.shift
 
 
+class ColorMap(nn.Module):
+    r"""Creates the colour map :math:`T(x) = c + s\, G\big((x - c) / s\big)` around a model :math:`G`.
+
+    The model works in coordinates centred on the source mean :math:`c` and scaled by one
+    scalar :math:`s` (the source's spread), where its default initialisation is well scaled. An
+    isotropic change of variables maps OT maps to OT maps, and :math:`T` is the gradient of
+    :math:`s^2 \psi((x - c)/s) + \ldots` when :math:`G = \nabla \psi`: still monotone.
+
+    Arguments:
+        model: :math:`G`, :math:`(N, 3) \to (N, 3)`.
+        center: :math:`c`, with shape :math:`(3,)`.
+        scale: :math:`s > 0`.
+    """
+
+    def __init__(self, model: nn.Module, center: Tensor, scale: float) -> None:
+        super().__init__()
+        self.model = model
+        self.register_buffer("center", center.clone())
+        self.scale = float(scale)
+
+    def config(self) -> dict[str, object]:
+        r"""The constructor arguments besides the model and the tensors: ``{"scale": s}``."""
+
+        return {"scale": self.scale}
+
+    def normalize(self, x: Tensor) -> Tensor:
+        r"""Returns :math:`(x - c) / s`, :math:`(N, 3) \to (N, 3)`."""
+
+        return (x - self.center) / self.scale
+
+    def forward(self, x: Tensor) -> Tensor:
+        r"""Returns :math:`T(x)`, :math:`(N, 3) \to (N, 3)`."""
+
+        return self.center + self.scale * self.model(self.normalize(x))
+
+
+class ConstantMap(nn.Module):
+    r"""Creates :math:`T(x) = c`: the exact OT map onto a single colour (and the barycentric
+    map out of one), the gradient of the linear :math:`c^\top x`."""
+
+    #: Nothing to regrain: every pixel goes to one colour (otcolor.regrain applies it pure).
+    constant = True
+
+    def __init__(self, colour: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("colour", colour.clone())
+
+    def config(self) -> dict[str, object]:
+        r"""Nothing besides the colour, which the map file stores as a tensor."""
+
+        return {}
+
+    def forward(self, x: Tensor) -> Tensor:
+        r"""Returns :math:`c` for every point, :math:`(N, 3) \to (N, 3)`."""
+
+        return self.colour.expand(x.shape[0], -1)
+
+
 #: The architectures by name.
 MODELS: dict[str, type[GradientMap]] = {"cmgn": CMGN, "mmgn": MMGN, "icnn": ICNN}
+
+#: Every model a map file can hold inside a :class:`ColorMap`, by the name the file stores.
+MAP_MODELS: dict[str, type[nn.Module]] = {**MODELS, "affine": AffineMap}
 
 
 def build_model(name: str, features: int, **kwargs: object) -> GradientMap:

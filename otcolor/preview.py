@@ -29,7 +29,7 @@ from .errors import UsageError
 from .image import check_output_path, load_image, write_atomically
 from .metrics import amp999, sliced_w2
 from .regrain import REGRAIN, base_colors, regrain
-from .transfer import TransferConfig, fit_color_map
+from .fit import TransferConfig, fit_color_map
 
 
 @dataclass

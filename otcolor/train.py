@@ -20,7 +20,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from .errors import TrainingError, UsageError
+from .device import resolve_device
+from .errors import TrainingError
 from .losses import jacobian_penalty
 
 Callback = Callable[[int, dict[str, float]], None]
@@ -47,35 +48,6 @@ class FitConfig:
     penalty_power: float = 3.0  # its power mean: > 1 leans on the steepest places
     grad_clip: float | None = 10.0  # max gradient norm, None for no clipping
     seed: int = 0  # seeds batch sampling (and the loss's directions when it draws any)
-
-
-def resolve_device(name: str) -> torch.device:
-    r"""Returns the device called ``name`` (``auto``: CUDA, then MPS, then the CPU).
-
-    Raises:
-        UsageError: if an explicit ``cuda`` or ``mps`` is not available here (no silent fallback).
-    """
-
-    name = name.lower()
-    mps = getattr(torch.backends, "mps", None)
-    has_mps = mps is not None and mps.is_available()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        return torch.device("mps" if has_mps else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UsageError(
-                "--device cuda: CUDA is not available here", "use --device cpu or auto"
-            )
-        return torch.device(name)
-    if name == "mps":
-        if not has_mps:
-            raise UsageError("--device mps: MPS is not available here", "use --device cpu or auto")
-        return torch.device("mps")
-    raise UsageError(f"unknown device {name!r}", "choose auto, cpu, cuda or mps")
 
 
 def fit(

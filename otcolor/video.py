@@ -255,8 +255,9 @@ def transfer_video(
 
     from .mapfile import fingerprint
     from .mapfile import save_map as write_map
-    from .train import resolve_device
-    from .transfer import TransferConfig, fit_color_map, sample_base
+    from .device import resolve_device
+    from .fit import TransferConfig, fit_color_map
+    from .transfer import sample_base
 
     if (look is None) == (reference is None):
         raise UsageError("give either a reference image or a map file")

@@ -14,7 +14,8 @@ from otcolor.color import (
 )
 from otcolor.errors import UsageError
 from otcolor.models import build_model
-from otcolor.transfer import COLOR_MODELS, ColorMap
+from otcolor.fit import COLOR_MODELS
+from otcolor.models import ColorMap
 
 
 def _map(seed: int = 0) -> ColorMap:

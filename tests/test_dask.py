@@ -12,7 +12,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from otcolor.cli import app
-from otcolor.mapfile import apply_one
+from otcolor.apply import apply_one
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()

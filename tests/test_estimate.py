@@ -10,7 +10,8 @@ from PIL import Image
 from otcolor.bench.known import pair_seed, psnr
 from otcolor.bench.maps import draw_map
 from otcolor.gaussian import bures_map, moments
-from otcolor.transfer import TransferConfig, apply_color_map, fit_color_map
+from otcolor.color import Look, apply_look
+from otcolor.fit import TransferConfig, fit_color_map
 
 PHOTO = Path(__file__).resolve().parents[1] / "benchmarks" / "images" / "chelsea.jpg"
 
@@ -29,7 +30,7 @@ def _to8(x: np.ndarray) -> np.ndarray:
 
 def _recover(src: np.ndarray, tgt8: np.ndarray, **kw: object):  # type: ignore[no-untyped-def]
     fitted = fit_color_map(src, (tgt8 / 255.0).astype(np.float32), TransferConfig(**kw))
-    return fitted, _to8(apply_color_map(fitted.map, src))
+    return fitted, _to8(apply_look(Look(fitted.map), src[None])[0])
 
 
 def test_known_s_curve_is_recovered_where_the_plan_estimator_is_not(photo: np.ndarray) -> None:

@@ -30,8 +30,9 @@ from otcolor.errors import InputError, OtcolorError, OutputError, TrainingError,
 from otcolor.image import LoadedImage, load_image, save_image, write_atomically
 from otcolor.mapfile import load_map, save_map
 from otcolor.mnist import classifier
-from otcolor.models import AffineMap
-from otcolor.transfer import ColorMap, TransferConfig, transfer
+from otcolor.fit import TransferConfig
+from otcolor.models import AffineMap, ColorMap
+from otcolor.transfer import transfer
 
 
 @pytest.fixture

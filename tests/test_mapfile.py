@@ -13,8 +13,8 @@ from otcolor.cli import app
 from otcolor.color import Look
 from otcolor.errors import InputError
 from otcolor.mapfile import FORMAT_VERSION, load_map, save_map
-from otcolor.models import AffineMap, build_model
-from otcolor.transfer import COLOR_MODELS, ColorMap, ConstantMap
+from otcolor.fit import COLOR_MODELS
+from otcolor.models import AffineMap, ColorMap, ConstantMap, build_model
 
 COLOURS = np.random.default_rng(0).uniform(0, 1, (3000, 3)).astype(np.float32)
 

@@ -14,7 +14,9 @@ import otcolor.regrain as regrain_mod
 from otcolor.color import Look, apply_look
 from otcolor.image import load_image, sample_pixels
 from otcolor.regrain import RegrainConfig, base_colors, guided_filter, regrain
-from otcolor.transfer import ConstantMap, TransferConfig, fit_color_map, transfer
+from otcolor.fit import TransferConfig, fit_color_map
+from otcolor.models import ConstantMap
+from otcolor.transfer import transfer
 
 FAST = dict(steps=5, samples=500, device="cpu")
 

@@ -25,11 +25,13 @@ from PIL import Image, ImageCms, TiffImagePlugin
 from typer.main import get_command
 from typer.testing import CliRunner
 
+import otcolor.fit
 import otcolor.train
 import otcolor.transfer
 from otcolor.cli import app
-from otcolor.errors import EXIT_CODES, TrainingError
-from otcolor.transfer import MIN_APPLY_CHUNK, TransferConfig, apply_color_map, fit_color_map
+from otcolor.color import BLOCK, Look, apply_look, keys_of
+from otcolor.errors import EXIT_CODES, OutOfDeviceMemory, TrainingError
+from otcolor.fit import TransferConfig, fit_color_map
 
 FAST = ["--steps", "3", "--samples", "300", "--device", "cpu"]
 ORIENTATION, MAKE = 0x0112, 0x010F
@@ -927,16 +929,16 @@ def test_strict_in_the_library() -> None:
 # Big images: device out of memory
 
 
-class OOMAbove(torch.nn.Module):
-    r"""Doubles colours, but raises an out-of-memory error on chunks above ``limit`` pixels."""
+class OOMTimes(torch.nn.Module):
+    r"""Doubles colours, but raises an out-of-memory error on its first ``times`` calls."""
 
-    def __init__(self, limit: int, error: Callable[[str], Exception]) -> None:
+    def __init__(self, times: int, error: Callable[[str], Exception]) -> None:
         super().__init__()
-        self.limit, self.error, self.sizes = limit, error, []
+        self.times, self.error, self.calls = times, error, 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.sizes.append(x.shape[0])
-        if x.shape[0] > self.limit:
+        self.calls += 1
+        if self.calls <= self.times:
             raise self.error("CUDA out of memory. Tried to allocate 2.00 GiB")
         return 2 * x - 0.25
 
@@ -946,28 +948,32 @@ class OOMAbove(torch.nn.Module):
     [torch.cuda.OutOfMemoryError, lambda m: RuntimeError("MPS backend out of memory")],
     ids=["cuda", "message"],
 )
-def test_apply_halves_the_chunk_on_out_of_memory(error: Callable[[str], Exception]) -> None:
-    rgb = pixels(60, 70).astype(np.float32) / 255  # 4200 pixels
-    oom = OOMAbove(1500, error)
-    out = apply_color_map(oom, rgb, chunk_size=4096)
+@pytest.mark.parametrize("bit_depth", [8, 16])
+def test_apply_retries_a_block_once_on_out_of_memory(
+    error: Callable[[str], Exception], bit_depth: int
+) -> None:
+    rgb = pixels(60, 70).astype(np.float32) / 255  # 4200 pixels: two blocks on the 16-bit route
+    oom = OOMTimes(1, error)
+    out = apply_look(Look(oom), rgb, bit_depth=bit_depth)
     assert np.array_equal(out, np.clip(2 * rgb - 0.25, 0, 1))
-    assert oom.sizes[:3] == [4096, 2048, 1024]  # halved twice, then kept
-    assert max(oom.sizes[2:]) == 1024 and sum(oom.sizes[2:]) == 4200
+    blocks = -(-len(np.unique(keys_of(rgb))) // BLOCK) if bit_depth == 8 else 2
+    assert oom.calls == blocks + 1  # the failed block once more, the rest once
 
 
-def test_apply_out_of_memory_at_the_smallest_chunk_is_exit_5() -> None:
+def test_apply_out_of_memory_twice_is_exit_5() -> None:
     rgb = np.zeros((50, 50, 3), np.float32)
-    oom = OOMAbove(10, torch.cuda.OutOfMemoryError)
-    with pytest.raises(TrainingError, match="--device cpu") as info:
-        apply_color_map(oom, rgb, chunk_size=4096)
-    assert info.value.exit_code == 5 and oom.sizes[-1] == MIN_APPLY_CHUNK
+    oom = OOMTimes(2, torch.cuda.OutOfMemoryError)
+    with pytest.raises(OutOfDeviceMemory, match="out of device memory applying") as info:
+        apply_look(Look(oom), rgb)
+    assert info.value.exit_code == 5 and str(info.value).endswith("(use --device cpu)")
+    assert oom.calls == 2
 
 
 def test_other_runtime_errors_are_not_taken_for_out_of_memory() -> None:
+    oom = OOMTimes(1, lambda m: RuntimeError("shape mismatch"))
     with pytest.raises(RuntimeError, match="shape mismatch"):
-        apply_color_map(
-            OOMAbove(0, lambda m: RuntimeError("shape mismatch")), np.zeros((4, 4, 3), np.float32)
-        )
+        apply_look(Look(oom), np.zeros((4, 4, 3), np.float32))
+    assert oom.calls == 1  # not retried
 
 
 def test_training_out_of_memory_is_exit_5_with_a_hint(
@@ -976,7 +982,7 @@ def test_training_out_of_memory_is_exit_5_with_a_hint(
     def oom(*args: object, **kwargs: object) -> None:
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB")
 
-    monkeypatch.setattr(otcolor.transfer, "fit_brenier", oom)
+    monkeypatch.setattr(otcolor.fit, "fit_brenier", oom)
     output = tmp_path / "out.png"
     result = run(
         transfer_args(source, target, output),
@@ -1004,7 +1010,8 @@ def test_transfer_apply_out_of_memory(
     def route(real: Any) -> Any:
         def apply(look: otcolor.transfer.Look, rgb: np.ndarray, *args: Any, **kwargs: Any) -> Any:
             if str(look.device) != "cpu" or device == "cpu":
-                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+                cause = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+                raise OutOfDeviceMemory("out of device memory applying the map") from cause
             return real(look, rgb, *args, **kwargs)
 
         return apply

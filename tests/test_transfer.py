@@ -1,4 +1,4 @@
-r"""Tests of otcolor.transfer: self-transfer, degenerate inputs, chunked apply, files."""
+r"""Tests of otcolor.fit and otcolor.transfer: self-transfer, degenerate inputs, chunked apply, files."""
 
 import numpy as np
 import pytest
@@ -6,13 +6,16 @@ import torch
 from PIL import Image
 
 from otcolor.errors import UsageError
-from otcolor.transfer import (
-    ColorMap,
-    TransferConfig,
-    apply_color_map,
-    fit_color_map,
-    transfer,
-)
+from otcolor.color import Look, apply_look
+from otcolor.fit import TransferConfig, fit_color_map
+from otcolor.models import ColorMap
+from otcolor.transfer import transfer
+
+
+def _apply(color_map: torch.nn.Module, rgb: np.ndarray) -> np.ndarray:
+    r"""The shipped route, :func:`otcolor.color.apply_look`, on float images of any values."""
+
+    return apply_look(Look(color_map), rgb, bit_depth=16)
 
 
 def _photo(seed: int, h: int = 48, w: int = 64) -> np.ndarray:
@@ -36,7 +39,7 @@ def test_learned_self_transfer_is_near_identity(init: str) -> None:
     img = _photo(0)
     pixels = img.reshape(-1, 3)
     fitted = fit_color_map(pixels, pixels, TransferConfig(init=init, fallback=False, **FAST))
-    out = apply_color_map(fitted.map, img)
+    out = _apply(fitted.map, img)
     assert np.abs(out - img).mean() < 1 / 255
     assert np.percentile(np.abs(out - img), 99.9) < 6 / 255
 
@@ -48,7 +51,7 @@ def test_self_transfer_falls_back_to_the_exact_closed_form() -> None:
     # The pure path's default smoothness (0.6): the refit stays on the closed form exactly.
     fitted = fit_color_map(pixels, pixels, TransferConfig(regrain=False, **FAST))
     assert "Gaussian map" in fitted.warnings[-1]
-    assert np.abs(apply_color_map(fitted.map, img) - img).max() < 1e-5
+    assert np.abs(_apply(fitted.map, img) - img).max() < 1e-5
 
 
 @pytest.mark.parametrize(
@@ -59,7 +62,7 @@ def test_every_loss_moves_the_identity_towards_the_target(loss: str, steps: int)
     config = TransferConfig(loss=loss, init="identity", fallback=False, **{**FAST, "steps": steps})
     fitted = fit_color_map(src.reshape(-1, 3), tgt.reshape(-1, 3), config)
     assert len(fitted.history["loss"]) == steps and np.isfinite(fitted.history["loss"]).all()
-    out = apply_color_map(fitted.map, src).reshape(-1, 3)
+    out = _apply(fitted.map, src).reshape(-1, 3)
     y = tgt.reshape(-1, 3)
     assert (
         np.abs(out.mean(0) - y.mean(0)).max()
@@ -72,7 +75,7 @@ def test_fit_moves_towards_target(init: str) -> None:
     src, tgt = _photo(0), _photo(1)[..., ::-1].copy()
     x, y = src.reshape(-1, 3), tgt.reshape(-1, 3)
     fitted = fit_color_map(x, y, TransferConfig(init=init, **FAST))
-    out = apply_color_map(fitted.map, src).reshape(-1, 3)
+    out = _apply(fitted.map, src).reshape(-1, 3)
     assert np.abs(out.mean(0) - y.mean(0)).max() < 0.03
     before = np.abs(np.cov(x.T) - np.cov(y.T)).sum()
     after = np.abs(np.cov(out.T) - np.cov(y.T)).sum()
@@ -82,8 +85,8 @@ def test_fit_moves_towards_target(init: str) -> None:
 def test_fit_is_repeatable_on_cpu() -> None:
     x, y = _photo(0).reshape(-1, 3), _photo(1).reshape(-1, 3)
     config = TransferConfig(seed=7, device="cpu", **FAST)
-    a = apply_color_map(fit_color_map(x, y, config).map, _photo(2))
-    b = apply_color_map(fit_color_map(x, y, config).map, _photo(2))
+    a = _apply(fit_color_map(x, y, config).map, _photo(2))
+    b = _apply(fit_color_map(x, y, config).map, _photo(2))
     assert np.array_equal(a, b)
 
 
@@ -92,12 +95,12 @@ def test_single_colour_target_and_source() -> None:
     flat = np.full_like(src, 0.25)
     fitted = fit_color_map(src.reshape(-1, 3), flat.reshape(-1, 3), TransferConfig(**FAST))
     assert fitted.warnings and "single colour" in fitted.warnings[0]
-    assert np.allclose(apply_color_map(fitted.map, src), 0.25)
+    assert np.allclose(_apply(fitted.map, src), 0.25)
     fitted = fit_color_map(flat.reshape(-1, 3), src.reshape(-1, 3), TransferConfig(**FAST))
-    out = apply_color_map(fitted.map, flat)
+    out = _apply(fitted.map, flat)
     assert np.isfinite(out).all() and np.allclose(out, src.reshape(-1, 3).mean(0), atol=1e-6)
     one = fit_color_map(src[:1, :1].reshape(-1, 3), src.reshape(-1, 3), TransferConfig(**FAST))
-    assert np.isfinite(apply_color_map(one.map, src)).all()
+    assert np.isfinite(_apply(one.map, src)).all()
 
 
 def test_chunked_apply_matches_one_pass_and_clips() -> None:
@@ -107,8 +110,8 @@ def test_chunked_apply_matches_one_pass_and_clips() -> None:
         model.bias.fill_(-0.25)
     color_map = ColorMap(model, torch.zeros(3), 1.0)
     img = _photo(3)
-    whole = apply_color_map(color_map, img, chunk_size=10**9)
-    assert np.array_equal(apply_color_map(color_map, img, chunk_size=97), whole)
+    whole = apply_look(Look(color_map), img, bit_depth=16, chunk=10**9)
+    assert np.array_equal(apply_look(Look(color_map), img, bit_depth=16, chunk=97), whole)
     assert whole.min() >= 0 and whole.max() <= 1
     assert np.allclose(whole, np.clip(2 * img - 0.25, 0, 1), atol=1e-6)
 
@@ -145,12 +148,12 @@ def test_grey_source_keeps_the_learned_map() -> None:
     grey = np.repeat(img.mean(-1, keepdims=True), 3, -1)
     fitted = fit_color_map(grey.reshape(-1, 3), _photo(1).reshape(-1, 3), TransferConfig(**FAST))
     assert not fitted.warnings
-    out = apply_color_map(fitted.map, grey)
+    out = _apply(fitted.map, grey)
     assert np.isfinite(out).all() and out.std() > 0.05
 
 
 def test_default_smoothness_follows_the_path() -> None:
-    from otcolor.transfer import DEFAULT_SMOOTHNESS
+    from otcolor.fit import DEFAULT_SMOOTHNESS
 
     assert TransferConfig().smoothness == DEFAULT_SMOOTHNESS[True] == 0.3
     assert TransferConfig(regrain=False).smoothness == DEFAULT_SMOOTHNESS[False] == 0.6

@@ -38,7 +38,7 @@ from ..baselines import BASELINES
 from ..data import image_path
 from ..errors import InputError, UsageError
 from ..image import load_image
-from ..train import resolve_device
+from ..device import resolve_device
 from ..transfer import TransferConfig, transfer
 from .common import BenchReport, BenchResult, Progress, expand_models, machine_info
 from .maps import FAMILIES, draw_map

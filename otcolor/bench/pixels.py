@@ -1,6 +1,6 @@
 r"""Pixel benchmark: the seed's day → sunset colour-distribution experiment, with baselines.
 
-Every model × loss is fitted by the colour pipeline (:func:`otcolor.transfer.fit_color_map`),
+Every model × loss is fitted by the colour pipeline (:func:`otcolor.fit.fit_color_map`),
 applied to every pixel, rounded to 8 bits (what a saved PNG holds) and scored with
 :func:`otcolor.metrics.evaluate_transfer`; the closed-form MKL map and POT's EMD transfer
 (:mod:`otcolor.baselines`) are scored the same way in the same run. The helpers shared with
@@ -33,14 +33,15 @@ from typing import Any
 import numpy as np
 
 from ..baselines import BASELINES
-from ..color import Look
+from ..color import Look, apply_look
 from ..data import image_path
 from ..errors import UsageError
 from ..image import load_image, sample_pixels
 from ..metrics import evaluate_transfer, quantize
 from ..regrain import REGRAIN, base_colors, regrain
-from ..train import resolve_device
-from ..transfer import TransferConfig, apply_color_map, fit_color_map, sample_base
+from ..device import resolve_device
+from ..fit import TransferConfig, fit_color_map
+from ..transfer import sample_base
 from .common import (
     BenchReport,
     BenchResult,
@@ -206,7 +207,9 @@ def run_pixels(
                 look = Look(fitted.map, "rgb", 1.0, False, fitted.device)
                 out = regrain(look, src_image.rgb, REGRAIN, base=src_base)
             else:
-                out = apply_color_map(fitted.map, src.astype(np.float32), fitted.device)
+                out = apply_look(
+                    Look(fitted.map, device=fitted.device), src_image.rgb, bit_depth=src_image.bit_depth
+                )
             mapped_points[(model_name, loss_name)] = quantize(out).reshape(-1, 3)[picks]
             settings = {
                 "steps": transfer_config.total_steps,

@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 
 from .. import lut as lut_lib
+from .. import apply as apply_lib
 from .. import mapfile
 from .. import transfer as transfer_lib
 from .. import video as video_lib
@@ -114,7 +115,7 @@ def apply(
         def callback(done: int, total: int, path: Path) -> None:
             progress.update(task, completed=done, total=total, info=escape(path.name))
 
-        result = mapfile.apply_map(
+        result = apply_lib.apply_map(
             map_file,
             inputs,
             output,

@@ -1,0 +1,227 @@
+r"""Batch apply: a saved map (``.otmap``) onto images and folders of images.
+
+What ``otcolor apply`` runs: each image is loaded, mapped by :func:`otcolor.color.apply_look`
+(or :func:`otcolor.regrain.regrain` for a regrained look) and saved atomically; every output is
+checked before the first is written.
+"""
+
+from __future__ import annotations
+
+__all__ = ["ApplyResult", "apply_map", "apply_one", "expand_inputs"]
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .color import ColorTable, apply_look
+from .errors import InputError, OutputError, UsageError
+from .image import (
+    ALLOWED_FORMATS,
+    check_distinct_outputs,
+    check_output_path,
+    load_image,
+    load_mask,
+    save_image,
+)
+from .mapfile import load_map
+from .regrain import REGRAIN
+from .regrain import regrain as regrain_image
+
+
+@dataclass
+class ApplyResult:
+    r"""What ``otcolor apply`` did: the ``--json`` output."""
+
+    outputs: list[Path]
+    map: Path
+    strength: float
+    space: str
+    megapixels: float
+    seconds: float  # the whole call: load, apply, save
+    apply_seconds: float  # mapping pixels only (no decoding or encoding)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _image_suffixes() -> set[str]:
+    return {ext for ext, fmt in Image.registered_extensions().items() if fmt in ALLOWED_FORMATS}
+
+
+def expand_inputs(inputs: Sequence[str | os.PathLike[str]]) -> tuple[list[Path], bool]:
+    r"""Lists the images to process: files as given, folders' images (sorted, not recursive).
+
+    Returns:
+        The files, and whether any input was a folder.
+    """
+
+    suffixes = _image_suffixes()
+    files: list[Path] = []
+    folder = False
+    for item in map(Path, inputs):
+        if item.is_dir():
+            folder = True
+            try:
+                found = sorted(
+                    p for p in item.iterdir() if p.is_file() and p.suffix.lower() in suffixes
+                )
+            except OSError as err:
+                raise InputError(
+                    f"{item}: cannot list the folder: {err.strerror or err}",
+                    "check its permissions",
+                ) from err
+            if not found:
+                raise InputError(f"{item}: folder holds no image files")
+            files += found
+        else:
+            files.append(item)
+    return files, folder
+
+
+def apply_map(
+    map_path: str | os.PathLike[str],
+    inputs: Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    *,
+    strength: float | None = None,
+    regrain: bool = True,
+    apply_mask: str | os.PathLike[str] | None = None,
+    force: bool = False,
+    quality: int = 95,
+    max_pixels: int | None = Image.MAX_IMAGE_PIXELS,
+    callback: Callable[[int, int, Path], None] | None = None,
+) -> ApplyResult:
+    r"""Applies a saved map to one image (``output`` a file) or many (``output`` a folder).
+
+    With one input file and an output that is not an existing folder, ``output`` is the image;
+    otherwise it is a folder (created if missing) that receives one image per input, same name.
+    Every output path is checked before the first image is processed. 8-bit images share one
+    :class:`ColorTable`, so colours met in an earlier image are not evaluated again.
+
+    Arguments:
+        map_path: the ``.otmap`` file.
+        inputs: image files and folders of images.
+        output: the output image or folder.
+        strength: overrides the strength saved in the map.
+        regrain: apply with the regrain (:mod:`otcolor.regrain`; spatial), or the pure map.
+        apply_mask: a mask image, the size of every input, restricting where the map applies.
+        force: replace existing outputs (never an input).
+        callback: called as ``callback(done, total, path)`` after each image.
+    """
+
+    start = time.perf_counter()
+    loaded = load_map(map_path)
+    look = loaded.look.with_strength(strength)
+    files, folder = expand_inputs(inputs)
+    output = Path(output)
+    single = len(files) == 1 and not folder and not output.is_dir()
+    if single:
+        targets = [output]
+    else:
+        if output.suffix.lower() in _image_suffixes() and not output.is_dir():
+            raise UsageError(
+                f"{output}: several inputs need an output folder, not an image file",
+                "give a folder with -o",
+            )
+        names = [f.name for f in files]
+        duplicate = next((n for n in names if names.count(n) > 1), None)
+        if duplicate is not None:
+            raise UsageError(f"two inputs are named {duplicate}", "apply them separately")
+        if output.exists() and not output.is_dir():
+            raise UsageError(
+                f"{output}: several inputs need an output folder, and this is an existing file",
+                "give a folder with -o",
+            )
+        if not output.is_dir():
+            if not output.parent.is_dir():
+                raise UsageError(
+                    f"{output}: parent folder {output.parent} does not exist", "create it first"
+                )
+            try:
+                output.mkdir()
+            except FileExistsError:
+                pass  # created meanwhile by someone else: the per-file checks below decide
+            except OSError as err:
+                raise OutputError(
+                    f"{output}: cannot create the folder: {err.strerror or err}",
+                    "check the permissions of its parent",
+                ) from err
+        targets = [output / f.name for f in files]
+    everything = [*files, Path(map_path), *([apply_mask] if apply_mask else [])]
+    check_distinct_outputs(targets, everything)
+    for target in targets:
+        check_output_path(target, everything, force=force)
+
+    table: ColorTable | None = None
+    warnings: list[str] = []
+    megapixels = 0.0
+    apply_seconds = 0.0
+    mask_cache: dict[tuple[int, int], np.ndarray] = {}
+    for done, (source, target) in enumerate(zip(files, targets, strict=True), 1):
+        image = load_image(source, max_pixels=max_pixels)
+        warnings += image.warnings
+        mask = None
+        if apply_mask is not None:
+            if image.size not in mask_cache:
+                mask_cache[image.size] = load_mask(apply_mask, image.size)
+            mask = mask_cache[image.size]
+        if (image.bit_depth == 8 or regrain) and table is None:
+            table = ColorTable(look)
+        began = time.perf_counter()
+        if regrain:
+            mapped = regrain_image(look, image.rgb, REGRAIN, mask=mask, table=table)
+        else:
+            mapped = apply_look(
+                look, image.rgb, bit_depth=image.bit_depth, mask=mask, table=table, as_uint8=True
+            )
+        apply_seconds += time.perf_counter() - began
+        megapixels += image.n_pixels / 1e6
+        warnings += save_image(
+            target, mapped, alpha=image.alpha, like=image, quality=quality, overwrite=force
+        )
+        if callback is not None:
+            callback(done, len(files), target)
+        del image, mapped
+    return ApplyResult(
+        outputs=targets,
+        map=Path(map_path),
+        strength=look.strength,
+        space=look.space,
+        megapixels=megapixels,
+        seconds=time.perf_counter() - start,
+        apply_seconds=apply_seconds,
+        warnings=list(dict.fromkeys(warnings)),
+    )
+
+
+def apply_one(
+    map_path: str | os.PathLike[str],
+    image: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    strength: float | None = None,
+    regrain: bool = True,
+    force: bool = False,
+    quality: int = 95,
+) -> str:
+    r"""Applies a saved map to one image file: the unit of work for a cluster.
+
+    A module-level function of paths and plain values, so it pickles by reference for Dask,
+    Ray, Spark or ``multiprocessing``; it keeps no state between calls and its output depends
+    only on the map file, the image and the options, so it may run on any worker, in any
+    order, retried or twice: the bytes are those of ``otcolor apply MAP IMAGE -o OUTPUT``
+    (written atomically, so a killed task leaves no partial file). The map is read on every
+    call: it is kilobytes, and a cache would tie results to a worker's history.
+
+    Returns:
+        The output path, as a string (cheap to send back to a scheduler).
+    """
+
+    result = apply_map(
+        map_path, [image], output, strength=strength, regrain=regrain, force=force,
+        quality=quality,
+    )
+    return str(result.outputs[0])
