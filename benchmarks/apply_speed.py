@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 _MAP_ONLY = r"""
 import json, resource, sys, time
 from otcolor.color import apply_look
-from otcolor.image import load_image
-from otcolor.mapfile import load_map
+from otcolor.io import load_image
+from otcolor.io.mapfile import load_map
 look = load_map(sys.argv[1]).look
 image = load_image(sys.argv[2], max_pixels=None)
 start = time.perf_counter()

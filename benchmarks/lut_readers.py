@@ -3,7 +3,7 @@ r"""How closely exported LUTs, read by FFmpeg's ``lut3d`` and OpenColorIO, repro
 For each pair: fit the default look (``otcolor transfer --save-map``), write the pure map's
 output for the source with ``otcolor apply --no-regrain`` (PNG), export the look with
 ``otcolor lut`` as ``.cube`` and ``.csp`` at each size, apply every file with
-:func:`otcolor.lutcheck.apply_ffmpeg` and :func:`otcolor.lutcheck.apply_ocio` (tetrahedral)
+:func:`otcolor.bench.lutcheck.apply_ffmpeg` and :func:`otcolor.bench.lutcheck.apply_ocio` (tetrahedral)
 and score the pixels by their largest channel difference to otcolor's output.
 
 Usage: ``python benchmarks/lut_readers.py [--pairs SRC:TGT ...] [--sizes 33] [--json]``
@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from otcolor.data import image_path
-from otcolor.lutcheck import agreement, apply_ffmpeg, apply_ocio
+from otcolor.bench.lutcheck import agreement, apply_ffmpeg, apply_ocio
 
 PAIRS = ["ocean_day:ocean_sunset", "astronaut:coffee", "chelsea:rocket"]
 

@@ -33,8 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from otcolor.color import ColorTable, apply_look
-from otcolor.image import load_image
-from otcolor.mapfile import load_map
+from otcolor.io import load_image
+from otcolor.io.mapfile import load_map
 from otcolor.metrics import LUMA
 from otcolor.regrain import regrain
 

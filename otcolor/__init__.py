@@ -7,12 +7,5 @@ those of another, then applied to every pixel.
 
 __version__ = "0.1.0"
 
-import os as _os
-
-# torch's CPU threads (OpenMP) spin while they wait for each other. On a 2-core machine with
-# anything else running, the spinning threads starve the working ones: the default fit took
-# 44 s instead of 6 s with one core busy. Passive waiting avoids that; it must be set before
-# torch loads OpenMP, and a value the user set wins.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-from . import errors, gaussian, image, losses, metrics, models, nn, train, transfer  # noqa: E402,F401
+# Submodules load on first use (``import otcolor.transfer``): importing the package alone costs
+# nothing and changes nothing, so the console script's interrupt guard runs before torch loads.

@@ -20,7 +20,7 @@ from PIL import Image
 
 from .color import ColorTable, apply_look
 from .errors import InputError, OutputError, UsageError
-from .image import (
+from .io import (
     ALLOWED_FORMATS,
     check_distinct_outputs,
     check_output_path,
@@ -28,7 +28,7 @@ from .image import (
     load_mask,
     save_image,
 )
-from .mapfile import load_map
+from .io.mapfile import load_map
 from .regrain import REGRAIN
 from .regrain import regrain as regrain_image
 

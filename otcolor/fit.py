@@ -16,6 +16,7 @@ __all__ = [
     "TransferConfig",
     "fit_color_map",
     "ot_plan_pairs",
+    "sample_pixels",
 ]
 
 import time
@@ -28,10 +29,10 @@ from torch import Tensor, nn
 
 from .atoms import WeightedColors, source_atoms, target_atoms
 from .color import SPACES
-from .errors import TrainingError, UsageError
+from .errors import InputError, TrainingError, UsageError
 from .estimate import EstimatorConfig, fit_brenier
 from .gaussian import bures_map, moments
-from .image import DEFAULT_MAX_PIXELS
+from .io import DEFAULT_MAX_PIXELS, LoadedImage
 from .losses import LOSSES, SlicedW2, WeightedSlicedW2, build_loss, ot_assignment
 from .models import MODELS, AffineMap, ColorMap, ConstantMap, build_model
 from .device import first_line, is_out_of_memory, release_device_memory, resolve_device
@@ -144,6 +145,54 @@ class TransferConfig:
         r"""The number of training steps this config runs (``steps`` or the loss's default)."""
 
         return int(self.steps if self.steps is not None else LOSS_SETTINGS[self.loss]["steps"])
+
+
+def sample_pixels(
+    image: LoadedImage,
+    n: int,
+    generator: np.random.Generator,
+    mask: np.ndarray | None = None,
+) -> np.ndarray:
+    r"""Draws distinct pixels of an image, ignoring fully transparent ones.
+
+    Arguments:
+        image: the image.
+        n: the number of pixels wanted.
+        generator: the random generator, for reproducibility.
+        mask: only pixels where this :math:`(H, W)` mask is at least 0.5 are drawn.
+
+    Returns:
+        The colours, with shape :math:`(N', 3)`, float32, where :math:`N' = \min(n, M)` and
+        :math:`M` is the number of pixels with non-zero alpha.
+
+    Raises:
+        InputError: every pixel is fully transparent.
+    """
+
+    if n < 1:
+        raise ValueError(f"n must be positive, got {n}")
+
+    colours = image.rgb.reshape(-1, 3)  # (H W, 3)
+    if image.alpha is None and mask is None:
+        eligible = None
+        count = colours.shape[0]
+    else:
+        keep = np.ones(colours.shape[0], bool)
+        if image.alpha is not None:
+            keep &= image.alpha.reshape(-1) > 0
+        if mask is not None:
+            keep &= mask.reshape(-1) >= 0.5
+        eligible = np.flatnonzero(keep)
+        count = eligible.size
+    if count == 0:
+        if mask is not None:
+            raise InputError(f"{image.path}: the mask selects no visible pixel", "nothing to fit")
+        raise InputError(f"{image.path}: every pixel is fully transparent", "nothing to fit")
+
+    picks = generator.choice(count, size=min(n, count), replace=False)
+    if eligible is not None:
+        picks = eligible[picks]
+    return colours[picks].astype(np.float32, copy=False)
 
 
 @dataclass

@@ -26,7 +26,7 @@ from PIL import Image
 
 from .color import Look, apply_look
 from .errors import UsageError
-from .image import check_output_path, load_image, write_atomically
+from .io import check_output_path, load_image, write_atomically
 from .metrics import amp999, sliced_w2
 from .regrain import REGRAIN, base_colors, regrain
 from .fit import TransferConfig, fit_color_map

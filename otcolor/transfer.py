@@ -19,20 +19,22 @@ import torch
 
 from .color import Look, apply_look, to_space
 from .errors import OutOfDeviceMemory, TrainingError
-from .image import (
+from .io import (
     LoadedImage,
     all_finite,
     check_distinct_outputs,
     check_output_path,
     load_image,
     load_mask,
-    sample_pixels,
     save_image,
 )
 from .metrics import sliced_w2
 from .regrain import REGRAIN, base_colors, regrain
 from .device import first_line, release_device_memory, resolve_device
-from .fit import Callback, TransferConfig, fit_color_map
+from .io.lut import check_lut, export_lut
+from .io.mapfile import fingerprint
+from .io.mapfile import save_map as write_map
+from .fit import Callback, TransferConfig, fit_color_map, sample_pixels
 
 @dataclass
 class TransferResult:
@@ -129,7 +131,7 @@ def transfer(
         source_mask, target_mask: only pixels where these masks (grey images of each image's
             size) are at least 0.5 are sampled for fitting.
         apply_mask: where the map applies: pixels become :math:`x + m (T(x) - x)`.
-        save_map: also write the look as a map file (:mod:`otcolor.mapfile`).
+        save_map: also write the look as a map file (:mod:`otcolor.io.mapfile`).
         lut: also write the look as a 3-D LUT (``.cube``, or ``.png`` for a HaldCLUT).
         lut_size: the LUT's points per axis (default 33 for ``.cube``, 64 for Hald).
 
@@ -137,9 +139,6 @@ def transfer(
         OtcolorError: a subclass with the exit code of the failure (see ``otcolor.errors``).
     """
 
-    from .lut import check_lut, export_lut
-    from .mapfile import fingerprint
-    from .mapfile import save_map as write_map
 
     config = config or TransferConfig()
     start = time.perf_counter()

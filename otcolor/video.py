@@ -27,17 +27,21 @@ from pathlib import Path
 import numpy as np
 
 from .color import ColorTable, Look, apply_look, to_space
+from .device import resolve_device
 from .errors import InputError, OutputError, UsageError
-from .image import (
+from .fit import TransferConfig, fit_color_map, sample_pixels
+from .io import (
     check_distinct_outputs,
     check_output_path,
     commit_file,
     load_image,
-    sample_pixels,
     tmp_prefix,
 )
+from .io.mapfile import fingerprint
+from .io.mapfile import save_map as write_map
 from .regrain import base_colors
 from .regrain import regrain as regrain_frame
+from .transfer import sample_base
 
 _HINT_FFMPEG = "install ffmpeg (e.g. 'apt install ffmpeg' or 'brew install ffmpeg') and retry"
 
@@ -253,11 +257,6 @@ def transfer_video(
         OutputError: the output cannot be written (exit code 4).
     """
 
-    from .mapfile import fingerprint
-    from .mapfile import save_map as write_map
-    from .device import resolve_device
-    from .fit import TransferConfig, fit_color_map
-    from .transfer import sample_base
 
     if (look is None) == (reference is None):
         raise UsageError("give either a reference image or a map file")
@@ -359,7 +358,7 @@ def _encode(
 ) -> tuple[int, bool]:
     r"""Maps every frame and writes ``output`` atomically; returns the frames and whether
     audio was copied. Without ``overwrite``, a file that appeared at ``output`` meanwhile is
-    kept (:func:`otcolor.image.commit_file`)."""
+    kept (:func:`otcolor.io.commit_file`)."""
 
     # 4:2:0 is what every player reads, but it halves both sizes: odd frames need 4:4:4.
     chroma = "yuv444p" if info.width % 2 or info.height % 2 else "yuv420p"

@@ -9,7 +9,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from otcolor.cli import app
-from otcolor.image import LoadedImage, load_image, save_image
+from otcolor.io import LoadedImage, load_image, save_image
 
 runner = CliRunner()
 FAST = ["--steps", "5", "--samples", "500", "--device", "cpu"]

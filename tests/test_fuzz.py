@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from otcolor.errors import InputError
-from otcolor.image import load_image
+from otcolor.io import load_image
 
 MAX_PIXELS = 1 << 16
 
@@ -136,7 +136,7 @@ def test_every_truncation_of_a_seed(tmp_path: Path, name: str) -> None:
 @pytest.fixture(scope="module")
 def map_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     from otcolor.color import Look
-    from otcolor.mapfile import save_map
+    from otcolor.io.mapfile import save_map
     from otcolor.fit import TransferConfig, fit_color_map
 
     rng = np.random.default_rng(0)
@@ -152,7 +152,7 @@ def map_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
 def test_mutated_map_files_raise_only_input_error(
     tmp_path: Path, map_bytes: bytes, data: st.DataObject
 ) -> None:
-    from otcolor.mapfile import load_map
+    from otcolor.io.mapfile import load_map
 
     blob = bytearray(map_bytes)
     for _ in range(data.draw(st.integers(1, 4))):

@@ -23,12 +23,12 @@ import torch
 from PIL import Image
 from test_reliability import FAST, digest, lines, pixels, run, temp_files
 
-import otcolor.image
+import otcolor.io.png16
 from otcolor import _entry
 from otcolor.color import Look
 from otcolor.errors import InputError, OtcolorError, OutputError, TrainingError, UsageError
-from otcolor.image import LoadedImage, load_image, save_image, write_atomically
-from otcolor.mapfile import load_map, save_map
+from otcolor.io import LoadedImage, load_image, save_image, write_atomically
+from otcolor.io.mapfile import load_map, save_map
 from otcolor.mnist import classifier
 from otcolor.fit import TransferConfig
 from otcolor.models import AffineMap, ColorMap
@@ -320,7 +320,7 @@ def test_16_bit_pngs_decode_fast(tmp_path: Path, width: int, height: int, filter
     image = load_image(path)
     seconds = time.perf_counter() - began
     assert image.rgb.shape == (height, width, 3) and not image.rgb.any()
-    if filter_type <= 2 or height + width <= otcolor.image._MAX_DIAGONALS:
+    if filter_type <= 2 or height + width <= otcolor.io.png16._MAX_DIAGONALS:
         assert image.bit_depth == 16
     else:  # too slow at full depth: Pillow reads it at 8 bits, and says so
         assert image.bit_depth == 8 and any("reduced to 8-bit" in w for w in image.warnings)
@@ -341,7 +341,7 @@ def test_vectorised_unfilter_matches_the_definition() -> None:
             elif types[y] == 2:
                 line = line + previous
             expected[y] = previous = (line % 256).astype(np.uint8)
-        assert (otcolor.image._png_unfilter(rows, types, 6) == expected).all()
+        assert (otcolor.io.png16._png_unfilter(rows, types, 6) == expected).all()
 
 
 # 7. Signals and terminals

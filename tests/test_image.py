@@ -1,4 +1,4 @@
-r"""Tests for otcolor.image: decoding, metadata, atomic saves, output checks and sampling."""
+r"""Tests for otcolor.io: decoding, metadata, atomic saves, output checks and sampling."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import pytest
 from PIL import Image, ImageCms
 
 from otcolor.errors import InputError, OutputError, UsageError
-from otcolor.image import (
+from otcolor.fit import sample_pixels
+from otcolor.io import (
     DEFAULT_MAX_PIXELS,
     LoadedImage,
     check_output_path,
     load_image,
-    sample_pixels,
     save_image,
 )
 

@@ -1,4 +1,4 @@
-r"""Tests of otcolor.lut: .cube ordering and parsing, trilinear fidelity, HaldCLUT, ffmpeg."""
+r"""Tests of otcolor.io.lut: .cube ordering and parsing, trilinear fidelity, HaldCLUT, ffmpeg."""
 
 import shutil
 import subprocess
@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 from otcolor.cli import app
 from otcolor.color import Look, apply_look
 from otcolor.errors import UsageError
-from otcolor.image import load_image
-from otcolor.lut import bake_lut, check_lut, export_lut, fit_lut, interpolation_matrix, read_cube
-from otcolor.mapfile import load_map
+from otcolor.io import load_image
+from otcolor.io.lut import bake_lut, check_lut, export_lut, fit_lut, interpolation_matrix, read_cube
+from otcolor.io.mapfile import load_map
 
 runner = CliRunner()
 FAST = ["--steps", "10", "--samples", "2000", "--device", "cpu"]

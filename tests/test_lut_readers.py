@@ -1,5 +1,5 @@
-r"""Tests of .cube/.csp LUTs read back by FFmpeg's lut3d and OpenColorIO (otcolor.lutcheck),
-and of the shaper (otcolor.shaper) that lets a 33-point table follow a look that bends.
+r"""Tests of .cube/.csp LUTs read back by FFmpeg's lut3d and OpenColorIO (otcolor.bench.lutcheck),
+and of the shaper (otcolor.io.shaper) that lets a 33-point table follow a look that bends.
 
 Both readers are required here: a missing ffmpeg or PyOpenColorIO (the ``test`` extra) fails
 these tests instead of skipping them, so CI cannot pass without checking the files they read.
@@ -17,9 +17,10 @@ from typer.testing import CliRunner
 
 from otcolor.cli import app
 from otcolor.color import Look, apply_look
-from otcolor.lut import check_lut, fit_lut, interpolation_matrix, write_csp, write_cube
-from otcolor.lutcheck import agreement, apply_ffmpeg, apply_ocio
-from otcolor.shaper import IDENTITY, Shaper, choose_shaper
+from otcolor.io.lut import check_lut, fit_lut, interpolation_matrix, write_csp, write_cube
+from otcolor.bench.lutcheck import agreement, apply_ffmpeg, apply_ocio
+from otcolor.io.lut import choose_shaper
+from otcolor.io.shaper import IDENTITY, Shaper
 
 READERS = {"ffmpeg": apply_ffmpeg, "ocio": apply_ocio}
 runner = CliRunner()

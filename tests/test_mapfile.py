@@ -1,4 +1,4 @@
-r"""Tests of otcolor.mapfile: the .otmap format round trips exactly and refuses bad files."""
+r"""Tests of otcolor.io.mapfile: the .otmap format round trips exactly and refuses bad files."""
 
 import json
 import struct
@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from otcolor.cli import app
 from otcolor.color import Look
 from otcolor.errors import InputError
-from otcolor.mapfile import FORMAT_VERSION, load_map, save_map
+from otcolor.io.mapfile import FORMAT_VERSION, load_map, save_map
 from otcolor.fit import COLOR_MODELS
 from otcolor.models import AffineMap, ColorMap, ConstantMap, build_model
 

@@ -12,7 +12,8 @@ from torch import Tensor, nn
 
 import otcolor.regrain as regrain_mod
 from otcolor.color import Look, apply_look
-from otcolor.image import load_image, sample_pixels
+from otcolor.fit import sample_pixels
+from otcolor.io import load_image
 from otcolor.regrain import RegrainConfig, base_colors, guided_filter, regrain
 from otcolor.fit import TransferConfig, fit_color_map
 from otcolor.models import ConstantMap

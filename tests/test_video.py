@@ -112,7 +112,7 @@ def test_video_regrain_fits_base_layers_and_maps_each_frame(
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["frames"] == 15
-    from otcolor.mapfile import load_map
+    from otcolor.io.mapfile import load_map
 
     fit = load_map(look).metadata["fit"]
     assert fit["regrain"] is True and fit["smoothness"] == 0.3

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ..errors import OutputError, UsageError
-from ..image import write_atomically
+from ..io import write_atomically
 from ..losses import LOSSES
 from ..models import MODELS
 
@@ -175,7 +175,7 @@ def check_out_dir(out: str | os.PathLike[str] | None, names: Iterable[str], forc
 
 
 def write_text_atomic(path: Path, text: str, overwrite: bool = True) -> None:
-    r"""Writes UTF-8 ``text`` to ``path`` as :func:`otcolor.image.write_atomically` does
+    r"""Writes UTF-8 ``text`` to ``path`` as :func:`otcolor.io.write_atomically` does
     (synced temporary file, then a rename: never half-written; without ``overwrite`` a file
     that appeared at ``path`` meanwhile is kept).
 

@@ -37,7 +37,7 @@ import numpy as np
 from ..baselines import BASELINES
 from ..data import image_path
 from ..errors import InputError, UsageError
-from ..image import load_image
+from ..io import load_image
 from ..device import resolve_device
 from ..transfer import TransferConfig, transfer
 from .common import BenchReport, BenchResult, Progress, expand_models, machine_info

@@ -36,11 +36,11 @@ from ..baselines import BASELINES
 from ..color import Look, apply_look
 from ..data import image_path
 from ..errors import UsageError
-from ..image import load_image, sample_pixels
+from ..io import load_image
 from ..metrics import evaluate_transfer, quantize
 from ..regrain import REGRAIN, base_colors, regrain
 from ..device import resolve_device
-from ..fit import TransferConfig, fit_color_map
+from ..fit import TransferConfig, fit_color_map, sample_pixels
 from ..transfer import sample_base
 from .common import (
     BenchReport,

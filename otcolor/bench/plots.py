@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UsageError
-from ..image import write_atomically
+from ..io import write_atomically
 
 #: Points drawn per cloud: enough to see the shape, few enough to keep PNGs small.
 MAX_POINTS = 2000

@@ -50,7 +50,7 @@ from rich.progress import (
 from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
-from .._entry import INTERRUPTED, ignore_further_interrupts
+from ..interrupts import INTERRUPTED, ignore_further_interrupts
 from ..errors import EXIT_CODES, OtcolorError
 
 

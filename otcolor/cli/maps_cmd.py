@@ -10,9 +10,9 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from .. import lut as lut_lib
+from ..io import lut as lut_lib
 from .. import apply as apply_lib
-from .. import mapfile
+from ..io import mapfile
 from .. import transfer as transfer_lib
 from .. import video as video_lib
 from ._app import (
@@ -53,7 +53,7 @@ class LutFormat(str, Enum):
 
 
 class LutMethod(str, Enum):
-    r"""How LUT entries are chosen (:data:`otcolor.lut.LUT_METHODS`)."""
+    r"""How LUT entries are chosen (:data:`otcolor.io.lut.LUT_METHODS`)."""
 
     fit = "fit"
     nodes = "nodes"
@@ -187,7 +187,7 @@ def lut(
 ) -> None:
     r"""Bake a saved map into a 3-D LUT for ffmpeg (lut3d), Resolve, Premiere, OCIO, G'MIC..."""
 
-    from ..image import check_output_path
+    from ..io import check_output_path
 
     check_output_path(output, [map_file], force=force, image=False)
     format_name, size = lut_lib.check_lut(output, fmt.value if fmt else None, size)

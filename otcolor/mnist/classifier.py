@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import OutputError
-from ..image import write_atomically
+from ..io import write_atomically
 
 
 class Classifier(nn.Module):
@@ -185,7 +185,7 @@ def _cache_problem(folder: Path) -> str | None:
 
 
 def atomic_torch_save(obj: object, path: Path, overwrite: bool = True) -> None:
-    r"""``torch.save(obj, path)`` through :func:`otcolor.image.write_atomically` (a synced
+    r"""``torch.save(obj, path)`` through :func:`otcolor.io.write_atomically` (a synced
     temporary file in the same folder, then a rename): ``path`` never holds a partial file.
 
     Raises:

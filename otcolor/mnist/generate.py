@@ -45,7 +45,7 @@ import torch
 from torch import Tensor
 
 from ..errors import OutputError, UsageError
-from ..image import check_output_path, save_image, write_atomically
+from ..io import check_output_path, save_image, write_atomically
 from ..losses import LOSSES, build_loss
 from ..metrics import sliced_w2
 from ..models import GradientMap, build_model

@@ -11,7 +11,7 @@ two cells hold that bend, and no choice of entries reproduces it within 2/255. A
 The shapers are the one-parameter family :math:`s_a(x) = \log(1 + a x) / \log(1 + a)`
 (:math:`a = 0`: the identity), dense near 0 (``"dark"``) or mirrored, dense near 1
 (``"bright"``): bounded slope (at most :math:`a / \log(1 + a)`), so that a reader's own
-resampling of the shaper stays accurate. :func:`choose_shaper` picks :math:`a` and the side
+resampling of the shaper stays accurate. :func:`otcolor.io.lut.choose_shaper` picks :math:`a` and the side
 per channel, by the interpolation error of the node-sampled table over the whole cube.
 
 Readers see the shaper as a piecewise-linear curve through :attr:`Shaper.knots` points;
@@ -20,13 +20,12 @@ Readers see the shaper as a piecewise-linear curve through :attr:`Shaper.knots` 
 
 from __future__ import annotations
 
-__all__ = ["IDENTITY", "SHAPER_KNOTS", "SHAPER_STRENGTHS", "Shaper", "choose_shaper"]
+__all__ = ["IDENTITY", "SHAPER_KNOTS", "SHAPER_STRENGTHS", "Shaper"]
 
 from dataclasses import dataclass
 
 import numpy as np
 
-from .color import Look
 
 #: Knots written for each channel's curve. FFmpeg 5.1's Cinespace reader interpolates a
 #: shaper with an unnormalised weight (``x - in[i]`` where ``(x - in[i]) / (in[i+1] - in[i])``
@@ -38,7 +37,7 @@ SHAPER_KNOTS = 4096
 #: The strengths :math:`a` tried per channel (0 is the identity).
 SHAPER_STRENGTHS: tuple[float, ...] = (0.0, 3.0, 10.0, 30.0, 100.0)
 
-_SIDES = ("dark", "bright")
+SHAPER_SIDES = ("dark", "bright")
 
 
 @dataclass(frozen=True)
@@ -60,8 +59,8 @@ class Shaper:
             raise ValueError("a shaper has one strength and one side per channel")
         if any(a < 0 or not np.isfinite(a) for a in self.strengths):
             raise ValueError(f"shaper strengths must be finite and >= 0, got {self.strengths}")
-        if any(side not in _SIDES for side in self.sides):
-            raise ValueError(f"shaper sides must be in {_SIDES}, got {self.sides}")
+        if any(side not in SHAPER_SIDES for side in self.sides):
+            raise ValueError(f"shaper sides must be in {SHAPER_SIDES}, got {self.sides}")
         if self.knots < 2:
             raise ValueError("a shaper needs at least 2 knots")
 
@@ -106,50 +105,3 @@ def _curve(x: np.ndarray, a: float, side: str) -> np.ndarray:
     if side == "dark":
         return np.log1p(a * x) / np.log1p(a)
     return 1.0 - np.log1p(a * (1.0 - x)) / np.log1p(a)
-
-
-def choose_shaper(
-    look: Look, size: int, points: int = 200_000, seed: int = 0, rounds: int = 2
-) -> Shaper:
-    r"""The shaper of the family that minimises the mean squared interpolation error of the
-    node-sampled table of ``look`` over the sRGB cube, by coordinate descent over channels.
-
-    The choice is made with node samples (one map evaluation per entry) rather than the full
-    least-squares fit, which is a hundred times dearer; the fit then runs once on the choice.
-    The cube is sampled uniformly: a map file does not know the images it will be applied to.
-
-    Arguments:
-        look: the look.
-        size: :math:`N`, the table's points per axis.
-        points: random colours scoring each candidate.
-        seed: seeds those colours, so the choice is reproducible.
-        rounds: passes over the three channels.
-    """
-
-    from .lut import bake_lut, interpolation_matrix  # lut imports this module
-
-    sample = np.random.default_rng(seed).random((points, 3)).astype(np.float32)
-    truth = look(sample).astype(np.float64)
-
-    def error(shaper: Shaper) -> float:
-        table = bake_lut(look, size, shaper).reshape(-1, 3).astype(np.float64)
-        read = interpolation_matrix(shaper(sample), size, "tetrahedral")
-        miss = np.abs(read @ table - truth).max(1)
-        return float(np.mean(miss > 1.5 / 255) + np.mean(miss**2))
-
-    options = [(0.0, "dark")] + [(a, s) for a in SHAPER_STRENGTHS if a > 0 for s in _SIDES]
-    strengths, sides = [0.0, 0.0, 0.0], ["dark", "dark", "dark"]
-    best = error(IDENTITY)
-    for _ in range(rounds):
-        changed = False
-        for channel in range(3):
-            for a, side in options:
-                trial_a, trial_s = list(strengths), list(sides)
-                trial_a[channel], trial_s[channel] = a, side
-                trial = Shaper(tuple(trial_a), tuple(trial_s))  # type: ignore[arg-type]
-                value = error(trial)
-                if value < best * (1 - 1e-6):  # strictly better: ties keep the simpler shaper
-                    best, strengths, sides, changed = value, trial_a, trial_s, True
-        if not changed:
-            break
-    return Shaper(tuple(strengths), tuple(sides))  # type: ignore[arg-type]

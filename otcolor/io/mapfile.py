@@ -53,14 +53,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import __version__
-from .color import SPACES, Look
-from .errors import InputError, UsageError
-from .image import (
+from .. import __version__
+from ..color import SPACES, Look
+from ..errors import InputError, UsageError
+from .files import (
     write_atomically,
 )
-from .models import MAP_MODELS, ColorMap, ConstantMap
-from .nn import ACTIVATIONS
+from ..models import MAP_MODELS, ColorMap, ConstantMap
+from ..nn import ACTIVATIONS
 
 #: The format name and version written in every map file's metadata.
 FORMAT = "otcolor-map"

@@ -1,0 +1,44 @@
+r"""Files in and out: image codecs (with a 16-bit PNG codec), the output policy and atomic
+writes that every writer uses.
+
+=================  ===========================================================================
+module             job
+=================  ===========================================================================
+``formats``        which formats are read and written, EXIF tags, orientation, error hints
+``decode``         :func:`load_image`, :func:`load_mask`: safe decoding into float RGB
+``encode``         :func:`save_image`: 8/16-bit output with the source's metadata and alpha
+``png16``          the 16-bit PNG codec Pillow lacks
+``files``          :func:`check_output_path`, :func:`write_atomically`, :func:`commit_file`
+=================  ===========================================================================
+
+Map files and LUTs live in :mod:`otcolor.mapfile` and :mod:`otcolor.lut`.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ALLOWED_FORMATS",
+    "DEFAULT_MAX_PIXELS",
+    "OUTPUT_FORMATS",
+    "LoadedImage",
+    "all_finite",
+    "check_distinct_outputs",
+    "check_output_path",
+    "commit_file",
+    "load_image",
+    "load_mask",
+    "save_image",
+    "tmp_prefix",
+    "write_atomically",
+]
+
+from .decode import DEFAULT_MAX_PIXELS, LoadedImage, load_image, load_mask
+from .encode import all_finite, save_image
+from .files import (
+    check_distinct_outputs,
+    check_output_path,
+    commit_file,
+    tmp_prefix,
+    write_atomically,
+)
+from .formats import ALLOWED_FORMATS, OUTPUT_FORMATS
