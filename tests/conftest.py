@@ -4,6 +4,7 @@ import builtins
 import errno
 import io
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -58,3 +59,18 @@ def deny(monkeypatch: pytest.MonkeyPatch):
             denied[mode].add(key(path))
 
     return deny
+
+
+@pytest.fixture(scope="session")
+def ffmpeg() -> str:
+    r"""The ffmpeg executable. Without ffmpeg and ffprobe the test fails (CI installs them), or
+    skips where ``OTCOLOR_NO_FFMPEG=1`` opts out explicitly. Session-scoped, so that it is set up
+    before any module fixture that runs ffmpeg."""
+
+    path = shutil.which("ffmpeg")
+    if path and shutil.which("ffprobe"):
+        return path
+    if os.environ.get("OTCOLOR_NO_FFMPEG") == "1":
+        pytest.skip("ffmpeg/ffprobe are not installed, and OTCOLOR_NO_FFMPEG=1 opts out of them")
+    pytest.fail("ffmpeg and ffprobe are required (apt install ffmpeg); set OTCOLOR_NO_FFMPEG=1 "
+                "to skip the ffmpeg tests instead", pytrace=False)
