@@ -1,4 +1,10 @@
-r"""Shared fixtures: seeded RNGs, float64 where the math is checked."""
+r"""Shared fixtures: seeded RNGs, float64 where the math is checked, denied file access."""
+
+import builtins
+import errno
+import io
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -17,3 +23,54 @@ def float64():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(previous)
+
+
+@pytest.fixture
+def deny(monkeypatch: pytest.MonkeyPatch):
+    r"""``deny(path, "r")``: opening ``path`` raises ``PermissionError``; ``deny(path, "w")``:
+    ``os.access(path, W_OK)`` is false. What ``chmod`` does for a normal user, also as root (CI
+    runs as root, who can read and write anything); pair it with the ``chmod``.
+    """
+
+    real_open, real_access = builtins.open, os.access
+    denied: dict[str, set[str]] = {"r": set(), "w": set()}
+
+    def key(path: object) -> str | None:
+        if isinstance(path, (str, bytes, os.PathLike)):
+            return os.path.abspath(os.fsdecode(path))
+        return None  # a file descriptor
+
+    def guarded_open(file, *args, **kwargs):
+        if key(file) in denied["r"]:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fsdecode(file))
+        return real_open(file, *args, **kwargs)
+
+    def guarded_access(path, mode, *args, **kwargs):
+        if mode & os.W_OK and key(path) in denied["w"]:
+            return False
+        return real_access(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded_open)  # Pillow's Image.open
+    monkeypatch.setattr(io, "open", guarded_open)  # pathlib's Path.open
+    monkeypatch.setattr(os, "access", guarded_access)
+
+    def deny(path: object, what: str) -> None:
+        for mode in what:
+            denied[mode].add(key(path))
+
+    return deny
+
+
+@pytest.fixture(scope="session")
+def ffmpeg() -> str:
+    r"""The ffmpeg executable. Without ffmpeg and ffprobe the test fails (CI installs them), or
+    skips where ``OTCOLOR_NO_FFMPEG=1`` opts out explicitly. Session-scoped, so that it is set up
+    before any module fixture that runs ffmpeg."""
+
+    path = shutil.which("ffmpeg")
+    if path and shutil.which("ffprobe"):
+        return path
+    if os.environ.get("OTCOLOR_NO_FFMPEG") == "1":
+        pytest.skip("ffmpeg/ffprobe are not installed, and OTCOLOR_NO_FFMPEG=1 opts out of them")
+    pytest.fail("ffmpeg and ffprobe are required (apt install ffmpeg); set OTCOLOR_NO_FFMPEG=1 "
+                "to skip the ffmpeg tests instead", pytrace=False)

@@ -63,14 +63,45 @@ def fake_result(output: Path, **changes: object) -> otcolor.transfer.TransferRes
 
 
 def test_choices_match_library_registries() -> None:
+    from otcolor.bench.common import BENCH_LOSSES, BENCH_MODELS
+    from otcolor.bench.pixels import PIXEL_LOSSES
+    from otcolor.cli._app import EstimatorName
+    from otcolor.cli.bench_cmd import BenchLoss, BenchModel, PixelLoss
+    from otcolor.cli.maps_cmd import LutFormat, LutMethod
+    from otcolor.cli.mnist_cmd import MnistModelName
+    from otcolor.cli.transfer_cmd import SpaceName
+    from otcolor.color import SPACES
+    from otcolor.lut import LUT_FORMATS, LUT_METHODS
+    from otcolor.mnist.generate import GENERATOR_MODELS
+
     assert {e.value for e in ModelName} == set(MODELS)
     assert {e.value for e in LossName} == set(LOSSES)
+    assert {e.value for e in EstimatorName} == set(otcolor.transfer.ESTIMATORS)
+    assert {e.value for e in BenchModel} == {*BENCH_MODELS, "all"}
+    assert {e.value for e in BenchLoss} == {*BENCH_LOSSES, "all"}
+    assert {e.value for e in PixelLoss} == {*PIXEL_LOSSES, "all"}
+    assert {e.value for e in MnistModelName} == {*GENERATOR_MODELS, "all"}
+    assert {e.value for e in SpaceName} == set(SPACES)
+    assert {e.value for e in LutFormat} == set(LUT_FORMATS)
+    assert {e.value for e in LutMethod} == set(LUT_METHODS)
 
 
-def test_defaults_are_valid_choices() -> None:
+def test_defaults_are_valid_choices(monkeypatch: pytest.MonkeyPatch) -> None:
     config = otcolor.transfer.TransferConfig()
-    assert ModelName(config.model) and LossName(config.loss)
-    assert InitName(config.init) and DeviceName(config.device)
+    for enum, default in [(ModelName, config.model), (LossName, config.loss),
+                          (InitName, config.init), (DeviceName, config.device)]:
+        assert default in {e.value for e in enum}
+    # Every init the CLI offers is accepted by the library (an unknown one is rejected) ...
+    for init in InitName:
+        assert otcolor.transfer.TransferConfig(init=init.value).init == init.value
+    with pytest.raises(otcolor.errors.UsageError, match="unknown init"):
+        otcolor.transfer.TransferConfig(init="nope")
+    # ... and every device it offers is one resolve_device knows, where all are available.
+    from otcolor.train import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert [resolve_device(e.value).type for e in DeviceName] == ["cuda", "cpu", "cuda", "mps"]
 
 
 # Help and version

@@ -1,5 +1,7 @@
 r"""Tests of otcolor.losses: closed forms, zero at a match, each loss decreases when trained."""
 
+import itertools
+
 import pytest
 import torch
 
@@ -8,12 +10,14 @@ from otcolor.losses import LOSSES, GaussianKL, SlicedW2, WassersteinGP, build_lo
 
 def test_sliced_w2_known_values() -> None:
     x = torch.randn(5000, 3)
-    # Sorted projections of 2x are twice those of x: W2^2 = mean (theta^T x)^2, about 1.
-    theta_x = SlicedW2(64, generator=torch.Generator().manual_seed(0))
-    expected = (x @ theta_x._random_directions(3, 64, x)).square().mean()
-    theta_x.generator.manual_seed(0)
-    assert torch.isclose(theta_x(x, 2 * x), expected, rtol=1e-5)
-    assert torch.isclose(expected, torch.tensor(1.0), rtol=0.1)
+    # Sorted projections of 2w are twice those of w: W2^2 = mean (theta^T w)^2 = 1 on every unit
+    # direction when w is whitened (w^T w / N = I).
+    w = x.double() @ torch.linalg.inv(torch.linalg.cholesky(x.double().mT @ x.double() / 5000)).mT
+    assert torch.isclose(SlicedW2(64)(w, 2 * w), torch.tensor(1.0, dtype=torch.float64), rtol=1e-9)
+    # In one dimension the directions are +-1: the exact 1-D W2^2, matching sorted samples.
+    a, b = torch.randn(400, 1, dtype=torch.float64), 3 * torch.rand(400, 1, dtype=torch.float64)
+    exact = (a.sort(0).values - b.sort(0).values).square().mean()
+    assert torch.isclose(SlicedW2(8)(a, b), exact, rtol=1e-9)
     # A shift by v moves each projection by <theta, v>; E <theta, v>^2 = |v|^2 / D.
     shift = torch.tensor([3.0, 0.0, 0.0])
     value = SlicedW2(512, generator=torch.Generator().manual_seed(0))(x, x + shift)
@@ -77,9 +81,11 @@ def test_ot_assignment_recovers_a_permutation_and_is_optimal() -> None:
     y = torch.randn(300, 3) + 1
     sigma = ot_assignment(x, y)
     assert torch.equal(sigma.sort().values, torch.arange(300))  # each target used once
-    optimal = (x - y[sigma]).square().sum(-1).mean()
-    for _ in range(5):  # no random permutation beats it
-        assert (x - y[torch.randperm(300)]).square().sum(-1).mean() >= optimal
+    # Exact optimality on n = 7: brute force over all 5040 permutations.
+    x, y = torch.randn(7, 3, dtype=torch.float64), torch.randn(7, 3, dtype=torch.float64) + 1
+    cost = (x[:, None] - y[None]).square().sum(-1)
+    best = min(float(cost[range(7), list(p)].sum()) for p in itertools.permutations(range(7)))
+    assert float(cost[range(7), ot_assignment(x, y)].sum()) == pytest.approx(best, rel=1e-12)
 
 
 def test_jacobian_penalty_of_linear_maps() -> None:

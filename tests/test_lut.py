@@ -1,6 +1,5 @@
 r"""Tests of otcolor.io.lut: .cube ordering and parsing, trilinear fidelity, HaldCLUT, ffmpeg."""
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -172,7 +171,7 @@ def test_transfer_writes_the_lut_too(fitted: tuple[Path, Path, Path], tmp_path: 
     assert read_cube(cube).shape == (17, 17, 17, 3)
 
 
-@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed")
+@pytest.mark.usefixtures("ffmpeg")  # fails without ffmpeg (conftest)
 def test_ffmpeg_lut3d_reproduces_otcolor(fitted: tuple[Path, Path, Path], tmp_path: Path) -> None:
     source, output, map_file = fitted
     cube, via_ffmpeg = tmp_path / "look.cube", tmp_path / "ffmpeg.png"

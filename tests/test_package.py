@@ -16,5 +16,11 @@ def test_library_does_not_import_typer_or_rich() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_version_is_a_string() -> None:
-    assert isinstance(otcolor.__version__, str) and otcolor.__version__.count(".") == 2
+def test_version_is_the_installed_one_and_pep_440() -> None:
+    import importlib.metadata
+
+    import pytest
+
+    assert otcolor.__version__ == importlib.metadata.version("otcolor")
+    version = pytest.importorskip("packaging.version")
+    assert str(version.Version(otcolor.__version__)) == otcolor.__version__  # normalised form

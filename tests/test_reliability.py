@@ -323,9 +323,9 @@ def test_bad_input(
     assert not output.exists() and no_training == []
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can read anything")
-def test_unreadable_input(tmp_path: Path, source: Path, target: Path) -> None:
+def test_unreadable_input(tmp_path: Path, source: Path, target: Path, deny) -> None:
     source.chmod(0)
+    deny(source, "r")
     try:
         result = runner.invoke(app, transfer_args(source, target, tmp_path / "out.png"))
         assert result.exit_code in (2, 3) and "Error: " in result.stderr
@@ -699,13 +699,13 @@ def test_unwritable_output_is_refused_before_training(
     assert no_training == []
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
 def test_read_only_output_directory(
-    tmp_path: Path, source: Path, target: Path, no_training: list[object]
+    tmp_path: Path, source: Path, target: Path, no_training: list[object], deny
 ) -> None:
     locked = tmp_path / "locked"
     locked.mkdir()
     locked.chmod(0o500)
+    deny(locked, "w")
     try:
         run(
             transfer_args(source, target, locked / "out.png"),

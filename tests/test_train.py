@@ -78,13 +78,23 @@ def test_persistent_nonfinite_loss_raises() -> None:
         fit(build_model("cmgn", 2), _NaNAfter(5, 100), x, y, FitConfig(steps=50, batch_size=64))
 
 
-def test_resolve_device() -> None:
-    assert resolve_device("cpu") == torch.device("cpu")
-    assert resolve_device("auto").type in {"cpu", "cuda", "mps"}
-    if not torch.cuda.is_available():
-        with pytest.raises(UsageError, match="CUDA"):
-            resolve_device("cuda")
-    with pytest.raises(UsageError):
+@pytest.mark.parametrize(
+    ("cuda", "mps", "auto"),
+    [(True, True, "cuda"), (True, False, "cuda"), (False, True, "mps"), (False, False, "cpu")],
+)
+def test_resolve_device(monkeypatch: pytest.MonkeyPatch, cuda: bool, mps: bool, auto: str) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert resolve_device("auto") == torch.device(auto)
+    assert resolve_device("CPU") == torch.device("cpu")
+    explicit = [("cuda", cuda, "CUDA"), ("cuda:1", cuda, "CUDA"), ("mps", mps, "MPS")]
+    for name, available, label in explicit:
+        if available:
+            assert resolve_device(name) == torch.device(name)
+        else:
+            with pytest.raises(UsageError, match=label):
+                resolve_device(name)
+    with pytest.raises(UsageError, match="unknown device"):
         resolve_device("tpu")
 
 

@@ -1,4 +1,4 @@
-r"""Tests of ``otcolor video`` on a tiny clip that ffmpeg generates (skipped without ffmpeg)."""
+r"""Tests of ``otcolor video`` on a tiny clip that ffmpeg generates (ffmpeg required: conftest)."""
 
 import json
 import shutil
@@ -13,8 +13,7 @@ from typer.testing import CliRunner
 from otcolor.cli import app
 
 runner = CliRunner()
-FFMPEG = shutil.which("ffmpeg") is not None and shutil.which("ffprobe") is not None
-needs_ffmpeg = pytest.mark.skipif(not FFMPEG, reason="ffmpeg is not installed")
+needs_ffmpeg = pytest.mark.usefixtures("ffmpeg")  # fails without ffmpeg (conftest)
 
 
 def _frames(path: Path) -> np.ndarray:
