@@ -16,6 +16,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import otcolor
+import otcolor.fit
 import otcolor.transfer
 from otcolor.cli import DeviceName, InitName, LossName, ModelName, app
 from otcolor.errors import EXIT_CODES, InputError
@@ -71,12 +72,12 @@ def test_choices_match_library_registries() -> None:
     from otcolor.cli.mnist_cmd import MnistModelName
     from otcolor.cli.transfer_cmd import SpaceName
     from otcolor.color import SPACES
-    from otcolor.lut import LUT_FORMATS, LUT_METHODS
+    from otcolor.io.lut import LUT_FORMATS, LUT_METHODS
     from otcolor.mnist.generate import GENERATOR_MODELS
 
     assert {e.value for e in ModelName} == set(MODELS)
     assert {e.value for e in LossName} == set(LOSSES)
-    assert {e.value for e in EstimatorName} == set(otcolor.transfer.ESTIMATORS)
+    assert {e.value for e in EstimatorName} == set(otcolor.fit.ESTIMATORS)
     assert {e.value for e in BenchModel} == {*BENCH_MODELS, "all"}
     assert {e.value for e in BenchLoss} == {*BENCH_LOSSES, "all"}
     assert {e.value for e in PixelLoss} == {*PIXEL_LOSSES, "all"}
@@ -87,17 +88,17 @@ def test_choices_match_library_registries() -> None:
 
 
 def test_defaults_are_valid_choices(monkeypatch: pytest.MonkeyPatch) -> None:
-    config = otcolor.transfer.TransferConfig()
+    config = otcolor.fit.TransferConfig()
     for enum, default in [(ModelName, config.model), (LossName, config.loss),
                           (InitName, config.init), (DeviceName, config.device)]:
         assert default in {e.value for e in enum}
     # Every init the CLI offers is accepted by the library (an unknown one is rejected) ...
     for init in InitName:
-        assert otcolor.transfer.TransferConfig(init=init.value).init == init.value
+        assert otcolor.fit.TransferConfig(init=init.value).init == init.value
     with pytest.raises(otcolor.errors.UsageError, match="unknown init"):
-        otcolor.transfer.TransferConfig(init="nope")
+        otcolor.fit.TransferConfig(init="nope")
     # ... and every device it offers is one resolve_device knows, where all are available.
-    from otcolor.train import resolve_device
+    from otcolor.device import resolve_device
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
@@ -306,7 +307,7 @@ def test_options_reach_the_config(
     config = call["config"]
     assert (call["source"], call["target"], call["output"], call["force"]) == (
         source, target, output, True)
-    assert isinstance(config, otcolor.transfer.TransferConfig)
+    assert isinstance(config, otcolor.fit.TransferConfig)
     assert (config.model, config.loss, config.steps, config.samples, config.smoothness) == (
         "icnn", "kl", 3, 77, 0.5)
     assert (config.init, config.device, config.seed, config.quality, config.max_pixels) == (

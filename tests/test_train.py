@@ -1,12 +1,12 @@
-r"""Tests of otcolor.train: smoke run, determinism, non-finite handling, device resolution."""
+r"""Tests of otcolor.train: smoke run, determinism, non-finite handling."""
 
 import pytest
 import torch
 
-from otcolor.errors import TrainingError, UsageError
+from otcolor.errors import TrainingError
 from otcolor.losses import SlicedW2
 from otcolor.models import build_model
-from otcolor.train import FitConfig, fit, resolve_device
+from otcolor.train import FitConfig, fit
 
 
 def _problem() -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,26 +76,6 @@ def test_persistent_nonfinite_loss_raises() -> None:
     x, y = _problem()
     with pytest.raises(TrainingError, match="diverged"):
         fit(build_model("cmgn", 2), _NaNAfter(5, 100), x, y, FitConfig(steps=50, batch_size=64))
-
-
-@pytest.mark.parametrize(
-    ("cuda", "mps", "auto"),
-    [(True, True, "cuda"), (True, False, "cuda"), (False, True, "mps"), (False, False, "cpu")],
-)
-def test_resolve_device(monkeypatch: pytest.MonkeyPatch, cuda: bool, mps: bool, auto: str) -> None:
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
-    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
-    assert resolve_device("auto") == torch.device(auto)
-    assert resolve_device("CPU") == torch.device("cpu")
-    explicit = [("cuda", cuda, "CUDA"), ("cuda:1", cuda, "CUDA"), ("mps", mps, "MPS")]
-    for name, available, label in explicit:
-        if available:
-            assert resolve_device(name) == torch.device(name)
-        else:
-            with pytest.raises(UsageError, match=label):
-                resolve_device(name)
-    with pytest.raises(UsageError, match="unknown device"):
-        resolve_device("tpu")
 
 
 def test_fit_regression_converges_and_reports_each_iteration() -> None:

@@ -11,7 +11,7 @@ module             job
 ``files``          :func:`check_output_path`, :func:`write_atomically`, :func:`commit_file`
 =================  ===========================================================================
 
-Map files and LUTs live in :mod:`otcolor.mapfile` and :mod:`otcolor.lut`.
+Map files and LUTs are :mod:`otcolor.io.mapfile` and :mod:`otcolor.io.lut` (import them by name).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ That figure was for an earlier, gentler default look. Today's ocean look bends h
 black in red, and a plain ``.cube`` at 33 points reaches 77 % within 2/255 whatever the
 entries (86.5 % even when fitted to the image's own colours). The Cinespace ``.csp`` format
 carries a 1-D shaper per channel before the 3-D table, read by both FFmpeg's ``lut3d`` and
-OpenColorIO; :mod:`otcolor.shaper` chooses one so that the lattice is dense where the look
+OpenColorIO; :mod:`otcolor.io.shaper` chooses one so that the lattice is dense where the look
 bends, and the fit then runs in shaped coordinates (99.8 % in FFmpeg, 100 % in OCIO; see
 ``docs/luts.md``). FFmpeg's ``.cube`` reader ignores a ``LUT_1D`` shaper, hence the format.
 """
@@ -375,9 +375,9 @@ def export_lut(
 
     Arguments:
         method: ``"fit"`` (:func:`fit_lut`, the default) or ``"nodes"`` (:func:`bake_lut`).
-            A ``.csp`` gets the shaper of :func:`otcolor.shaper.choose_shaper` either way.
+            A ``.csp`` gets the shaper of :func:`choose_shaper` either way.
         overwrite: whether an existing ``path`` may be replaced (see
-            :func:`otcolor.image.save_image`).
+            :func:`otcolor.io.save_image`).
 
     Returns:
         The format and size written.

@@ -89,7 +89,7 @@ def fingerprint(
 
     Arguments:
         sha256: the digest taken when the file was decoded
-            (:attr:`otcolor.image.LoadedImage.sha256`); without it the file is hashed now,
+            (:attr:`otcolor.io.LoadedImage.sha256`); without it the file is hashed now,
             which after a long fit may be another file than the one fitted.
     """
 
@@ -119,7 +119,7 @@ def save_map(
             registered model or an :class:`AffineMap`, or a :class:`ConstantMap`.
         info: JSON-serialisable extras stored under their keys (``fit``, ``source``, ...).
         overwrite: whether an existing ``path`` may be replaced (see
-            :func:`otcolor.image.save_image`).
+            :func:`otcolor.io.save_image`).
 
     Raises:
         UsageError: the map is of a type the format cannot hold.
