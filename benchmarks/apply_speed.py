@@ -57,10 +57,21 @@ def main() -> None:
         if map_file is None:
             map_file = tmp_path / "look.otmap"
             subprocess.run(
-                [*otcolor, "transfer", str(ROOT / "examples/ocean_day.jpg"),
-                 str(ROOT / "examples/ocean_sunset.jpg"), "-o", str(tmp_path / "fit.png"),
-                 "--save-map", str(map_file), "--device", "cpu", "--quiet"],
-                check=True, env=env,
+                [
+                    *otcolor,
+                    "transfer",
+                    str(ROOT / "examples/ocean_day.jpg"),
+                    str(ROOT / "examples/ocean_sunset.jpg"),
+                    "-o",
+                    str(tmp_path / "fit.png"),
+                    "--save-map",
+                    str(map_file),
+                    "--device",
+                    "cpu",
+                    "--quiet",
+                ],
+                check=True,
+                env=env,
             )
         from PIL import Image
 
@@ -71,28 +82,46 @@ def main() -> None:
             size = (round(day.width * scale), round(day.height * scale))
             big = tmp_path / f"big_{megapixels:g}.png"
             day.resize(size, Image.Resampling.BICUBIC).save(big, compress_level=1)
-            mapped = json.loads(subprocess.run(
-                [sys.executable, "-c", _MAP_ONLY, str(map_file), str(big)],
-                check=True, env=env, capture_output=True, text=True,
-            ).stdout)
+            mapped = json.loads(
+                subprocess.run(
+                    [sys.executable, "-c", _MAP_ONLY, str(map_file), str(big)],
+                    check=True,
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                ).stdout
+            )
             out = tmp_path / f"out.{args.output_format}"
             before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
             start = time.perf_counter()
             subprocess.run(
-                [*otcolor, "apply", str(map_file), str(big), "-o", str(out), "--force",
-                 "--quiet", "--max-pixels", "200000000"],
-                check=True, env=env,
+                [
+                    *otcolor,
+                    "apply",
+                    str(map_file),
+                    str(big),
+                    "-o",
+                    str(out),
+                    "--force",
+                    "--quiet",
+                    "--max-pixels",
+                    "200000000",
+                ],
+                check=True,
+                env=env,
             )
             wall = time.perf_counter() - start
             peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-            rows.append({
-                "megapixels": round(mapped["megapixels"], 1),
-                "map_seconds": round(mapped["seconds"], 2),
-                "map_mp_per_s": round(mapped["megapixels"] / mapped["seconds"], 1),
-                "map_peak_rss_gb": round(mapped["peak_rss_gb"], 2),
-                "command_seconds": round(wall, 2),
-                "command_peak_rss_gb": round(max(peak, before) / 2**20, 2),
-            })
+            rows.append(
+                {
+                    "megapixels": round(mapped["megapixels"], 1),
+                    "map_seconds": round(mapped["seconds"], 2),
+                    "map_mp_per_s": round(mapped["megapixels"] / mapped["seconds"], 1),
+                    "map_peak_rss_gb": round(mapped["peak_rss_gb"], 2),
+                    "command_seconds": round(wall, 2),
+                    "command_peak_rss_gb": round(max(peak, before) / 2**20, 2),
+                }
+            )
             print(json.dumps(rows[-1]), flush=True)
 
 

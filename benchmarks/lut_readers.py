@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from otcolor.data import image_path
 from otcolor.bench.lutcheck import agreement, apply_ffmpeg, apply_ocio
+from otcolor.data import image_path
 
 PAIRS = ["ocean_day:ocean_sunset", "astronaut:coffee", "chelsea:rocket"]
 
@@ -50,10 +50,22 @@ def main() -> None:
         for pair in args.pairs:
             source, target = (resolve(p) for p in pair.split(":"))
             look, pure_path = tmp / "look.otmap", tmp / "pure.png"
-            otcolor("transfer", str(source), str(target), "-o", str(tmp / "out.png"),
-                    "--save-map", str(look), "--device", "cpu", "--quiet", "--force")
-            otcolor("apply", str(look), str(source), "-o", str(pure_path), "--no-regrain",
-                    "--force")
+            otcolor(
+                "transfer",
+                str(source),
+                str(target),
+                "-o",
+                str(tmp / "out.png"),
+                "--save-map",
+                str(look),
+                "--device",
+                "cpu",
+                "--quiet",
+                "--force",
+            )
+            otcolor(
+                "apply", str(look), str(source), "-o", str(pure_path), "--no-regrain", "--force"
+            )
             pure = np.asarray(Image.open(pure_path).convert("RGB"))
             rgb = np.asarray(Image.open(source).convert("RGB"))
             for size in args.sizes:
@@ -64,17 +76,27 @@ def main() -> None:
                     seconds = time.perf_counter() - began
                     for reader, apply in (("ffmpeg", apply_ffmpeg), ("ocio", apply_ocio)):
                         score = agreement(apply(lut, rgb), pure)
-                        rows.append({"pair": pair, "size": size, "format": fmt,
-                                     "reader": reader, "export_s": seconds, **score})
+                        rows.append(
+                            {
+                                "pair": pair,
+                                "size": size,
+                                "format": fmt,
+                                "reader": reader,
+                                "export_s": seconds,
+                                **score,
+                            }
+                        )
     if args.json:
         print(json.dumps(rows))
         return
     print("| pair | size | file | reader | within 2/255 | within 1/255 | p99 | max | export |")
     print("|---|---:|---|---|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['pair']} | {r['size']} | .{r['format']} | {r['reader']} "
-              f"| {100 * r['within_2']:.2f} % | {100 * r['within_1']:.1f} % | {r['p99']:g} "
-              f"| {r['max']:g} | {r['export_s']:.1f} s |")
+        print(
+            f"| {r['pair']} | {r['size']} | .{r['format']} | {r['reader']} "
+            f"| {100 * r['within_2']:.2f} % | {100 * r['within_1']:.1f} % | {r['p99']:g} "
+            f"| {r['max']:g} | {r['export_s']:.1f} s |"
+        )
 
 
 if __name__ == "__main__":

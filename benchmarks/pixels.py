@@ -2,9 +2,10 @@ r"""Benchmarks the ``otcolor transfer`` command against reference colour-transfe
 
 The multi-pair sweep of the command as users run it; the single-pair, every-model-and-loss
 benchmark is ``otcolor bench pixels`` (:mod:`otcolor.bench.pixels`, which also holds the pairs,
-image IO, table and frontier plot this script uses). For every pair it runs ``python -m otcolor transfer SRC TGT -o OUT --json --force`` as a user
-would (timing the whole command), runs each baseline of :mod:`otcolor.baselines` in-process
-(timing the call only), saves every output as an 8-bit PNG, re-reads it, and scores it with
+image IO, table and frontier plot this script uses). For every pair it runs
+``python -m otcolor transfer SRC TGT -o OUT --json --force`` as a user would (timing the whole
+command), runs each baseline of :mod:`otcolor.baselines` in-process (timing the call only),
+saves every output as an 8-bit PNG, re-reads it, and scores it with
 :func:`otcolor.metrics.evaluate_transfer`. Writes ``results.json``, ``results.md`` and
 ``frontier.png`` to ``--out``. See ``benchmarks/README.md``.
 
@@ -182,10 +183,11 @@ def main(argv: list[str] | None = None) -> int:
         (out / "results.json").write_text(json.dumps(results, indent=2), encoding="utf-8")
         if "error" not in row:
             x = row["metrics"]
+            seconds = "—" if row["seconds"] is None else format(row["seconds"], ".2f")
             _log(
                 f"  {row['method']:<24} w2_ratio {x['w2_ratio']:6.2f}  cost_ratio "
                 f"{x['cost_ratio']:5.3f}  violations {x['violations']:.5f}  amp999 "
-                f"{x['amp999']:6.2f}  structure {x['structure']:.4f}  {'—' if row['seconds'] is None else format(row['seconds'], '.2f'):>7} s"
+                f"{x['amp999']:6.2f}  structure {x['structure']:.4f}  {seconds:>7} s"
             )
 
     for pair in pairs:
@@ -195,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         src, tgt = load_rgb(pair.source), load_rgb(pair.target)
         base = {"pair": pair.name, "source": str(pair.source), "target": str(pair.target)}
 
-        def score(output: Path) -> dict[str, float]:
+        def score(output: Path, src: Any = src, tgt: Any = tgt) -> dict[str, float]:
             return score_output(src, load_rgb(output), tgt, seed=args.seed)
 
         record({**base, "method": "identity", "smoothness": None, "seconds": None,
@@ -208,7 +210,11 @@ def main(argv: list[str] | None = None) -> int:
             stem = "otcolor" if s is None else f"otcolor_s{s:g}"
             flags = extra if s is None else [*extra, "--smoothness", repr(s)]
             if pure:
-                method, stem, flags = f"{method} --no-regrain", f"{stem}_pure", [*flags, "--no-regrain"]
+                method, stem, flags = (
+                    f"{method} --no-regrain",
+                    f"{stem}_pure",
+                    [*flags, "--no-regrain"],
+                )
             output = pair_dir / f"{stem}.png"
             row = {**base, "method": method, "smoothness": s, "regrain": not pure,
                    "output": str(output)}  # fmt: skip
@@ -234,7 +240,9 @@ def main(argv: list[str] | None = None) -> int:
                 record({**base, "method": name, "smoothness": None, "seconds": seconds,
                         "output": str(output), "metrics": score(output)})  # fmt: skip
 
-    (out / "results.md").write_text(pixel_table(results["rows"], results["machine"]), encoding="utf-8")
+    (out / "results.md").write_text(
+        pixel_table(results["rows"], results["machine"]), encoding="utf-8"
+    )
     plot_frontier(results["rows"], out / "frontier.png")
     _log(f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'frontier.png'}")
     if failures:

@@ -32,7 +32,9 @@ PANELS = (("otcolor_pure.png", "pure map (--no-regrain)"), ("otcolor.png", "otco
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("folder", type=Path, help="a pair's folder written by benchmarks/pixels.py")
+    parser.add_argument(
+        "folder", type=Path, help="a pair's folder written by benchmarks/pixels.py"
+    )
     parser.add_argument("source", type=Path, help="the pair's source image")
     parser.add_argument("-o", "--output", type=Path, required=True)
     parser.add_argument("--side", type=int, default=96, help="window side in pixels")

@@ -86,12 +86,23 @@ def main() -> None:
         client.wait_for_workers(args.workers if not args.scheduler else 1)
         began = time.perf_counter()
         outputs = apply_on_dask(
-            client, args.map_file, args.inputs, args.output, regrain=args.regrain,
+            client,
+            args.map_file,
+            args.inputs,
+            args.output,
+            regrain=args.regrain,
             force=args.force,
         )
         seconds = time.perf_counter() - began
-    print(json.dumps({"images": len(outputs), "seconds": round(seconds, 3),
-                      "images_per_s": round(len(outputs) / seconds, 3)}))
+    print(
+        json.dumps(
+            {
+                "images": len(outputs),
+                "seconds": round(seconds, 3),
+                "images_per_s": round(len(outputs) / seconds, 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

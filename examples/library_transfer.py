@@ -13,9 +13,9 @@ import sys
 import numpy as np
 import torch
 
-from otcolor.io import load_image, save_image
 from otcolor.color import Look, apply_look
 from otcolor.fit import TransferConfig, fit_color_map, sample_pixels
+from otcolor.io import load_image, save_image
 
 source_path, target_path, output_path = (
     sys.argv[1:4]

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from .interrupts import INTERRUPTED, ignore_further_interrupts
 
+
 def _load_cli() -> Callable[[], None]:
     from .cli import main as cli_main
 

@@ -8,6 +8,7 @@ __all__ = ["Critic", "WassersteinGP"]
 import torch
 from torch import Tensor, nn
 
+
 class Critic(nn.Module):
     r"""Creates the WGAN critic: a 3-layer MLP, hidden width 64, leaky ReLU.
 
@@ -111,5 +112,3 @@ class WassersteinGP(nn.Module):
         finally:
             for p in self.critic.parameters():
                 p.requires_grad_(True)
-
-

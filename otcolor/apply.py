@@ -221,7 +221,12 @@ def apply_one(
     """
 
     result = apply_map(
-        map_path, [image], output, strength=strength, regrain=regrain, force=force,
+        map_path,
+        [image],
+        output,
+        strength=strength,
+        regrain=regrain,
+        force=force,
         quality=quality,
     )
     return str(result.outputs[0])

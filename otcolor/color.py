@@ -236,7 +236,9 @@ def evaluate_map(
     return out
 
 
-def _evaluate_block(color_map: nn.Module, block: np.ndarray, device: torch.device | str) -> np.ndarray:
+def _evaluate_block(
+    color_map: nn.Module, block: np.ndarray, device: torch.device | str
+) -> np.ndarray:
     r"""One :data:`BLOCK` through the map. Out of device memory, the cached blocks are released
     and the block retried once: the block never shrinks, since its shape fixes the rounding
     (see :func:`evaluate_map`), and a map of a few thousand weights that cannot run on
@@ -349,6 +351,14 @@ def apply_look(
 
     Returns:
         The mapped image, with shape :math:`(H, W, 3)`: float32 in :math:`[0, 1]`, or uint8.
+
+    Example:
+        >>> import numpy as np, torch
+        >>> from otcolor.models import ConstantMap
+        >>> look = Look(ConstantMap(torch.tensor([0.2, 0.4, 0.6])), strength=0.5)
+        >>> out = apply_look(look, np.zeros((2, 2, 3), np.float32))  # halfway from black to the colour
+        >>> out[0, 0]
+        array([0.1, 0.2, 0.3], dtype=float32)
     """
 
     height, width = rgb.shape[:2]
@@ -396,7 +406,8 @@ def apply_look(
     present = np.zeros(1 << 24, bool)
 
     def mark(begin: int) -> None:
-        present[keys_of(flat[begin : begin + chunk])] = True  # threads only ever write True
+        # Threads only ever write True. (The name is deleted below, after the last call.)
+        present[keys_of(flat[begin : begin + chunk])] = True  # noqa: F821
 
     # Two passes over the pixels, chunks split across threads (NumPy releases the GIL in these
     # loops): first mark the colours present, evaluate those the table lacks in one batch, then

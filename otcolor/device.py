@@ -38,7 +38,6 @@ def resolve_device(name: str) -> torch.device:
     raise UsageError(f"unknown device {name!r}", "choose auto, cpu, cuda or mps")
 
 
-
 def is_out_of_memory(err: BaseException) -> bool:
     r"""Whether torch ran out of device memory (CUDA's own error, or MPS/ROCm's message)."""
 

@@ -147,7 +147,9 @@ def fit_brenier(
 
     def refine_in_place() -> None:
         extend(
-            fit_lbfgs(model, sliced, refine, probe, callback, 1 + len(history["loss"]), probe_weights)
+            fit_lbfgs(
+                model, sliced, refine, probe, callback, 1 + len(history["loss"]), probe_weights
+            )
         )
 
     if config.refine_steps:

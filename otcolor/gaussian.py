@@ -58,6 +58,15 @@ def bures_map(
 
     Returns:
         :math:`A`, with shape :math:`(D, D)`, and :math:`b`, with shape :math:`(D,)`.
+
+    Example:
+        >>> import torch
+        >>> A, b = bures_map(torch.zeros(2), torch.eye(2), torch.ones(2), 4 * torch.eye(2))
+        >>> A  # N(0, I) -> N(1, 4 I): scale by 2, then shift
+        tensor([[2., 0.],
+                [0., 2.]])
+        >>> b
+        tensor([1., 1.])
     """
 
     eye = torch.eye(S0.shape[-1], dtype=S0.dtype, device=S0.device)

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .gaussian import gaussian_kl, moments
 from .adversarial import Critic, WassersteinGP
+from .gaussian import gaussian_kl, moments
 from .nn import autograd_jacobian
 
 
@@ -232,7 +232,9 @@ class WeightedSlicedW2(nn.Module):
         centered = y - self.target_mean
         self.target_covariance = (centered * w[:, None]).mT @ centered  # (D, D)
 
-    def interval_means(self, projected: Tensor, weights: Tensor, rows: slice = slice(None)) -> Tensor:
+    def interval_means(
+        self, projected: Tensor, weights: Tensor, rows: slice = slice(None)
+    ) -> Tensor:
         r"""Returns :math:`\bar q`: the target's mean over each atom's quantile interval.
 
         Arguments:
@@ -251,7 +253,9 @@ class WeightedSlicedW2(nn.Module):
         high = sorted_w.cumsum(-1)
         high = high / high[:, -1:]
         # Atom i's interval ends where atom i+1's begins: one integral per boundary.
-        area = torch.diff(self._integral(high, rows), dim=-1, prepend=torch.zeros_like(high[:, :1]))
+        area = torch.diff(
+            self._integral(high, rows), dim=-1, prepend=torch.zeros_like(high[:, :1])
+        )
         means = area / sorted_w.clamp(min=1e-300)
         return torch.empty_like(means).scatter_(1, order, means)
 
@@ -259,7 +263,9 @@ class WeightedSlicedW2(nn.Module):
         r"""Returns :math:`\int_0^u F^{-1}(s)\, ds` per direction, :math:`(K, N) \to (K, N)`."""
 
         values = self.values[rows]
-        k = torch.searchsorted(self.cumulative[rows], u.contiguous()).clamp_(max=values.shape[1] - 1)
+        k = torch.searchsorted(self.cumulative[rows], u.contiguous()).clamp_(
+            max=values.shape[1] - 1
+        )
         start, done = self._start[rows].gather(1, k), self._done[rows].gather(1, k)
         return done + (u - start) * values.gather(1, k)
 
@@ -368,10 +374,6 @@ def jacobian_penalty(
     if weights is None:
         return frobenius.pow(power).mean().pow(1 / power)
     return (frobenius.pow(power) * weights.to(frobenius)).sum().pow(1 / power)
-
-
-
-
 
 
 def _sliced(features: int, generator: torch.Generator | None = None, **kwargs: object) -> SlicedW2:

@@ -321,7 +321,9 @@ class ICNN(GradientMap):
         self.inputs = nn.ModuleList(nn.Linear(features, h) for h in self.hidden_features)
         self.hiddens = nn.ModuleList(
             PositiveLinear(h_in, h_out)
-            for h_in, h_out in zip(self.hidden_features[:-1], self.hidden_features[1:], strict=True)
+            for h_in, h_out in zip(
+                self.hidden_features[:-1], self.hidden_features[1:], strict=True
+            )
         )
         self.output = PositiveLinear(self.hidden_features[-1], 1)
         self.linear = PSDLinear(features)
@@ -462,6 +464,16 @@ def build_model(name: str, features: int, **kwargs: object) -> GradientMap:
 
     Raises:
         ValueError: if ``name`` is not a key of :data:`MODELS`.
+
+    Example:
+        >>> import torch
+        >>> model = build_model("cmgn", 3, hidden_features=8)
+        >>> x = torch.rand(5, 3)
+        >>> model(x).shape
+        torch.Size([5, 3])
+        >>> J = model.jacobian(x)  # symmetric PSD at every point: T is a gradient of a convex function
+        >>> bool(torch.allclose(J, J.mT, atol=1e-6) and (torch.linalg.eigvalsh(J) > -1e-6).all())
+        True
     """
 
     if name not in MODELS:

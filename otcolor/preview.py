@@ -26,10 +26,10 @@ from PIL import Image
 
 from .color import Look, apply_look
 from .errors import UsageError
+from .fit import TransferConfig, fit_color_map
 from .io import check_output_path, load_image, write_atomically
 from .metrics import amp999, sliced_w2
 from .regrain import REGRAIN, base_colors, regrain
-from .fit import TransferConfig, fit_color_map
 
 
 @dataclass
@@ -96,7 +96,12 @@ def smoothest_window(rgb: np.ndarray, side: int) -> tuple[int, int]:
     side = min(side, *grey.shape)
     summed = grad.cumsum(0).cumsum(1)
     summed = np.pad(summed, ((1, 0), (1, 0)))
-    boxes = summed[side:, side:] - summed[:-side, side:] - summed[side:, :-side] + summed[:-side, :-side]
+    boxes = (
+        summed[side:, side:]
+        - summed[:-side, side:]
+        - summed[side:, :-side]
+        + summed[:-side, :-side]
+    )
     top, left = np.unravel_index(np.argmin(boxes), boxes.shape)
     return int(top), int(left)
 
@@ -158,8 +163,11 @@ def preview(
     for done, smoothness in enumerate(config.smoothness, 1):
         began = time.perf_counter()
         fit_config = TransferConfig(
-            smoothness=float(smoothness), regrain=config.regrain, steps=config.steps,
-            seed=config.seed, device="cpu",
+            smoothness=float(smoothness),
+            regrain=config.regrain,
+            steps=config.steps,
+            seed=config.seed,
+            device="cpu",
         )
         fitted = fit_color_map(x, y, fit_config)
         warnings += fitted.warnings
@@ -170,11 +178,17 @@ def preview(
             mapped = apply_look(look, src)
         mapped8 = np.round(np.clip(mapped, 0, 1) * 255).astype(np.uint8)
         rng = np.random.default_rng(config.seed)
-        closeness = sliced_w2(mapped8.reshape(-1, 3) / 255.0, target_pixels, rng,
-                              n_projections=64, n=16384)
-        settings.append(PreviewSetting(float(smoothness), float(closeness),
-                                       float(amp999(src / 255.0, mapped8 / 255.0)),
-                                       time.perf_counter() - began))
+        closeness = sliced_w2(
+            mapped8.reshape(-1, 3) / 255.0, target_pixels, rng, n_projections=64, n=16384
+        )
+        settings.append(
+            PreviewSetting(
+                float(smoothness),
+                float(closeness),
+                float(amp999(src / 255.0, mapped8 / 255.0)),
+                time.perf_counter() - began,
+            )
+        )
         results.append(mapped8)
         if callback is not None:
             callback(done, len(config.smoothness), float(smoothness))
@@ -224,7 +238,9 @@ def _draw(
             axes[1, col].imshow(crop, interpolation="nearest")
             axes[1, col].set_title("zoom: smoothest region", fontsize=8)
         pixels = image.reshape(-1, 3)
-        pick = pixels[rng.choice(len(pixels), min(config.scatter_points, len(pixels)), replace=False)]
+        pick = pixels[
+            rng.choice(len(pixels), min(config.scatter_points, len(pixels)), replace=False)
+        ]
         for row, (channel, name) in ((2, (1, "G")), (3, (2, "B"))):
             ax = axes[row, col]
             ax.scatter(pick[:, 0], pick[:, channel], c=pick / 255.0, s=2, linewidths=0)

@@ -111,9 +111,7 @@ def _box(x: Tensor, r: int) -> Tensor:
     return x.reshape(shape)
 
 
-def _coefficients(
-    guide: Tensor, p: Tensor | None, r: int, eps: float
-) -> tuple[Tensor, Tensor]:
+def _coefficients(guide: Tensor, p: Tensor | None, r: int, eps: float) -> tuple[Tensor, Tensor]:
     r"""The colour guided filter's local affine model :math:`p \approx A^\top I + b`.
 
     Arguments:

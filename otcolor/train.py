@@ -316,7 +316,9 @@ def _lbfgs(
             direction = direction * ((s @ y) / (y @ y))
         else:  # first step: L1 length at most 1, as torch.optim.LBFGS does
             direction = direction * min(1.0, 1.0 / float(grad.abs().sum()))
-        for (s, y), alpha in zip(zip(steps_s, steps_y, strict=True), reversed(alphas), strict=True):
+        for (s, y), alpha in zip(
+            zip(steps_s, steps_y, strict=True), reversed(alphas), strict=True
+        ):
             beta = (y @ direction) / (y @ s)
             direction = direction + s * (alpha - beta)
         slope = grad @ direction

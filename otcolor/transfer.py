@@ -18,7 +18,9 @@ import numpy as np
 import torch
 
 from .color import Look, apply_look, to_space
+from .device import first_line, release_device_memory, resolve_device
 from .errors import OutOfDeviceMemory, TrainingError
+from .fit import Callback, TransferConfig, fit_color_map, sample_pixels
 from .io import (
     LoadedImage,
     all_finite,
@@ -28,13 +30,12 @@ from .io import (
     load_mask,
     save_image,
 )
-from .metrics import sliced_w2
-from .regrain import REGRAIN, base_colors, regrain
-from .device import first_line, release_device_memory, resolve_device
 from .io.lut import check_lut, export_lut
 from .io.mapfile import fingerprint
 from .io.mapfile import save_map as write_map
-from .fit import Callback, TransferConfig, fit_color_map, sample_pixels
+from .metrics import sliced_w2
+from .regrain import REGRAIN, base_colors, regrain
+
 
 @dataclass
 class TransferResult:
@@ -139,7 +140,6 @@ def transfer(
         OtcolorError: a subclass with the exit code of the failure (see ``otcolor.errors``).
     """
 
-
     config = config or TransferConfig()
     start = time.perf_counter()
     resolve_device(config.device)  # fail on an unavailable device before any decoding
@@ -192,9 +192,7 @@ def transfer(
 
     def apply(look: Look) -> np.ndarray:
         if config.regrain:
-            return regrain(
-                look, source_image.rgb, REGRAIN, mask=masks["apply"], base=source_base
-            )
+            return regrain(look, source_image.rgb, REGRAIN, mask=masks["apply"], base=source_base)
         return apply_look(
             look, source_image.rgb, bit_depth=source_image.bit_depth, mask=masks["apply"]
         )
@@ -204,7 +202,8 @@ def transfer(
     except OutOfDeviceMemory as err:  # raised by the apply route, see otcolor.color
         if str(look.device) == "cpu":
             raise TrainingError(
-                f"out of memory applying the map ({first_line(err.__cause__ or err)})", "use a smaller image"
+                f"out of memory applying the map ({first_line(err.__cause__ or err)})",
+                "use a smaller image",
             ) from err
         # The map is small: the device is full of something else. Finish on the CPU.
         release_device_memory()
@@ -230,7 +229,14 @@ def transfer(
         fit_settings = {
             k: getattr(config, k)
             for k in (
-                "model", "loss", "estimator", "steps", "samples", "smoothness", "init", "seed",
+                "model",
+                "loss",
+                "estimator",
+                "steps",
+                "samples",
+                "smoothness",
+                "init",
+                "seed",
                 "regrain",
             )
         }

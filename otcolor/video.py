@@ -158,7 +158,7 @@ def _decoder(
         "rgb24",
         "-",
     ]
-    errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed in the finally below)
+    errors = tempfile.TemporaryFile()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors)
     size = info.width * info.height * 3
 
@@ -257,7 +257,6 @@ def transfer_video(
         OutputError: the output cannot be written (exit code 4).
     """
 
-
     if (look is None) == (reference is None):
         raise UsageError("give either a reference image or a map file")
     config = config if config is not None else TransferConfig(regrain=False)  # pure map
@@ -301,7 +300,14 @@ def transfer_video(
             fit_settings = {
                 k: getattr(config, k)
                 for k in (
-                    "model", "loss", "steps", "samples", "smoothness", "init", "seed", "regrain"
+                    "model",
+                    "loss",
+                    "steps",
+                    "samples",
+                    "smoothness",
+                    "init",
+                    "seed",
+                    "regrain",
                 )
             }
             info_extra = {
@@ -318,7 +324,13 @@ def transfer_video(
             "4:4:4 (4:2:0 needs even sizes); some players cannot play that"
         )
     done, audio = _encode(
-        ffmpeg, source, output, info, table, frame_callback, overwrite=force,
+        ffmpeg,
+        source,
+        output,
+        info,
+        table,
+        frame_callback,
+        overwrite=force,
         regrain=config.regrain,
     )
     if info.audio and not audio:
@@ -389,7 +401,7 @@ def _encode(
         *codec,
         str(video_tmp),
     ]
-    errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed in the finally below)
+    errors = tempfile.TemporaryFile()
     done = 0
     try:
         encoder = subprocess.Popen(

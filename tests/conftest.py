@@ -72,5 +72,8 @@ def ffmpeg() -> str:
         return path
     if os.environ.get("OTCOLOR_NO_FFMPEG") == "1":
         pytest.skip("ffmpeg/ffprobe are not installed, and OTCOLOR_NO_FFMPEG=1 opts out of them")
-    pytest.fail("ffmpeg and ffprobe are required (apt install ffmpeg); set OTCOLOR_NO_FFMPEG=1 "
-                "to skip the ffmpeg tests instead", pytrace=False)
+    pytest.fail(
+        "ffmpeg and ffprobe are required (apt install ffmpeg); set OTCOLOR_NO_FFMPEG=1 "
+        "to skip the ffmpeg tests instead",
+        pytrace=False,
+    )

@@ -45,7 +45,11 @@ def test_psnr_of_known_errors() -> None:
 def _tiny_photo(tmp_path: Path) -> Path:
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:24, 0:32] / 32
-    img = np.stack([xx, yy, 0.5 * (xx + yy)], -1) * 0.8 + 0.1 + 0.03 * rng.standard_normal((24, 32, 3))
+    img = (
+        np.stack([xx, yy, 0.5 * (xx + yy)], -1) * 0.8
+        + 0.1
+        + 0.03 * rng.standard_normal((24, 32, 3))
+    )
     path = tmp_path / "tiny.png"
     Image.fromarray(np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)).save(path)
     return path

@@ -25,9 +25,22 @@ from otcolor.models import MODELS
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--steps", "5", "--samples", "200", "--device", "cpu"]
-JSON_KEYS = {"output", "model", "loss", "device", "seed", "steps", "seconds", "fit_seconds",
-             "saved_map", "lut",
-             "final_loss", "metrics", "warnings", "versions"}
+JSON_KEYS = {
+    "output",
+    "model",
+    "loss",
+    "device",
+    "seed",
+    "steps",
+    "seconds",
+    "fit_seconds",
+    "saved_map",
+    "lut",
+    "final_loss",
+    "metrics",
+    "warnings",
+    "versions",
+}
 
 runner = CliRunner()
 
@@ -53,9 +66,19 @@ def images(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def fake_result(output: Path, **changes: object) -> otcolor.transfer.TransferResult:
-    fields = dict(output=output, model="cmgn", loss="sliced", device="cpu", seed=0, steps=3,
-                  seconds=0.5, fit_seconds=0.25, final_loss=0.125, metrics={"w2": 0.01},
-                  warnings=[])
+    fields = dict(
+        output=output,
+        model="cmgn",
+        loss="sliced",
+        device="cpu",
+        seed=0,
+        steps=3,
+        seconds=0.5,
+        fit_seconds=0.25,
+        final_loss=0.125,
+        metrics={"w2": 0.01},
+        warnings=[],
+    )
     fields.update(changes)
     return otcolor.transfer.TransferResult(**fields)
 
@@ -89,8 +112,12 @@ def test_choices_match_library_registries() -> None:
 
 def test_defaults_are_valid_choices(monkeypatch: pytest.MonkeyPatch) -> None:
     config = otcolor.fit.TransferConfig()
-    for enum, default in [(ModelName, config.model), (LossName, config.loss),
-                          (InitName, config.init), (DeviceName, config.device)]:
+    for enum, default in [
+        (ModelName, config.model),
+        (LossName, config.loss),
+        (InitName, config.init),
+        (DeviceName, config.device),
+    ]:
         assert default in {e.value for e in enum}
     # Every init the CLI offers is accepted by the library (an unknown one is rejected) ...
     for init in InitName:
@@ -123,8 +150,17 @@ def test_help_lists_exit_codes() -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["transfer"], ["apply"], ["lut"], ["video"], ["mnist"], ["preview"], ["bench"],
-     ["bench", "pixels"]],
+    [
+        [],
+        ["transfer"],
+        ["apply"],
+        ["lut"],
+        ["video"],
+        ["mnist"],
+        ["preview"],
+        ["bench"],
+        ["bench", "pixels"],
+    ],
 )
 def test_flags_read_as_flags_in_help(command: list[str]) -> None:
     # Typer 0.29 labels every on/off flag "<bool>", as if it took a value.
@@ -221,8 +257,19 @@ def test_missing_source(tmp_path: Path, images: tuple[Path, Path]) -> None:
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
 def test_cuda_without_cuda_is_a_usage_error(tmp_path: Path, images: tuple[Path, Path]) -> None:
     source, target = images
-    args = ["transfer", str(source), str(target), "-o", str(tmp_path / "o.png"),
-            "--steps", "5", "--samples", "200", "--device", "cuda"]
+    args = [
+        "transfer",
+        str(source),
+        str(target),
+        "-o",
+        str(tmp_path / "o.png"),
+        "--steps",
+        "5",
+        "--samples",
+        "200",
+        "--device",
+        "cuda",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 2
     (line,) = error_lines(result.stderr)
@@ -252,8 +299,16 @@ def test_real_exit_code_through_python_m(tmp_path: Path, images: tuple[Path, Pat
     path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
     env = {**os.environ, "PYTHONPATH": path}
     env.pop("OTCOLOR_DEBUG", None)
-    command = [sys.executable, "-m", "otcolor", "transfer", str(text), str(target),
-               "-o", str(tmp_path / "o.png")]
+    command = [
+        sys.executable,
+        "-m",
+        "otcolor",
+        "transfer",
+        str(text),
+        str(target),
+        "-o",
+        str(tmp_path / "o.png"),
+    ]
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
     assert done.returncode == 3
     assert done.stdout == ""
@@ -266,13 +321,22 @@ def test_real_exit_code_through_python_m(tmp_path: Path, images: tuple[Path, Pat
 
 @pytest.mark.parametrize(
     "bad",
-    [["--steps", "0"], ["--samples", "0"], ["--quality", "101"], ["--smoothness", "-1"],
-     ["--model", "gan"], ["--loss", "l2"], ["--device", "tpu"], ["--init", "zero"]],
+    [
+        ["--steps", "0"],
+        ["--samples", "0"],
+        ["--quality", "101"],
+        ["--smoothness", "-1"],
+        ["--model", "gan"],
+        ["--loss", "l2"],
+        ["--device", "tpu"],
+        ["--init", "zero"],
+    ],
 )
 def test_invalid_options_exit_2(tmp_path: Path, images: tuple[Path, Path], bad: list[str]) -> None:
     source, target = images
-    result = runner.invoke(app, ["transfer", str(source), str(target), "-o",
-                                 str(tmp_path / "o.png"), *bad])
+    result = runner.invoke(
+        app, ["transfer", str(source), str(target), "-o", str(tmp_path / "o.png"), *bad]
+    )
     assert result.exit_code == 2
 
 
@@ -280,12 +344,13 @@ def test_invalid_options_exit_2(tmp_path: Path, images: tuple[Path, Path], bad: 
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, object]]:
     seen: list[dict[str, object]] = []
 
-    def fake(source, target, output, config=None, *, force=False, callback=None, **extras):  # noqa: ANN001
+    def fake(source, target, output, config=None, *, force=False, callback=None, **extras):
         seen.append(dict(source=source, target=target, output=output, config=config, force=force))
         for step in range(1, config.steps + 1):
             callback(step, {"loss": 1.0 / step})
-        return fake_result(output, model=config.model, steps=config.steps,
-                           warnings=["source.png: something lost"])
+        return fake_result(
+            output, model=config.model, steps=config.steps, warnings=["source.png: something lost"]
+        )
 
     monkeypatch.setattr(otcolor.transfer, "transfer", fake)
     return seen
@@ -296,22 +361,60 @@ def test_options_reach_the_config(
 ) -> None:
     source, target = images
     output = tmp_path / "o.webp"
-    args = ["transfer", str(source), str(target), "-o", str(output), "--model", "icnn",
-            "--loss", "kl", "--steps", "3", "--samples", "77", "--smoothness", "0.5",
-            "--init", "identity", "--device", "cpu", "--seed", "9", "--quality", "80",
-            "--max-pixels", "1000", "--force"]
+    args = [
+        "transfer",
+        str(source),
+        str(target),
+        "-o",
+        str(output),
+        "--model",
+        "icnn",
+        "--loss",
+        "kl",
+        "--steps",
+        "3",
+        "--samples",
+        "77",
+        "--smoothness",
+        "0.5",
+        "--init",
+        "identity",
+        "--device",
+        "cpu",
+        "--seed",
+        "9",
+        "--quality",
+        "80",
+        "--max-pixels",
+        "1000",
+        "--force",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.stderr
 
     (call,) = calls
     config = call["config"]
     assert (call["source"], call["target"], call["output"], call["force"]) == (
-        source, target, output, True)
+        source,
+        target,
+        output,
+        True,
+    )
     assert isinstance(config, otcolor.fit.TransferConfig)
     assert (config.model, config.loss, config.steps, config.samples, config.smoothness) == (
-        "icnn", "kl", 3, 77, 0.5)
+        "icnn",
+        "kl",
+        3,
+        77,
+        0.5,
+    )
     assert (config.init, config.device, config.seed, config.quality, config.max_pixels) == (
-        "identity", "cpu", 9, 80, 1000)
+        "identity",
+        "cpu",
+        9,
+        80,
+        1000,
+    )
 
     # Human mode: summary on stdout, warnings on stderr.
     assert "icnn" in result.stdout and "w2" in result.stdout
@@ -322,11 +425,16 @@ def test_json_keeps_warnings_and_nulls_non_finite(
     tmp_path: Path, images: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     source, target = images
-    result_nan = fake_result(tmp_path / "o.png", final_loss=float("nan"),
-                             metrics={"kl": float("inf")}, warnings=["careful"])
+    result_nan = fake_result(
+        tmp_path / "o.png",
+        final_loss=float("nan"),
+        metrics={"kl": float("inf")},
+        warnings=["careful"],
+    )
     monkeypatch.setattr(otcolor.transfer, "transfer", lambda *a, **k: result_nan)
-    result = runner.invoke(app, ["transfer", str(source), str(target), "-o",
-                                 str(tmp_path / "o.png"), "--json"])
+    result = runner.invoke(
+        app, ["transfer", str(source), str(target), "-o", str(tmp_path / "o.png"), "--json"]
+    )
     assert result.exit_code == 0
     payload = json.loads(result.stdout)
     assert payload["final_loss"] is None and payload["metrics"] == {"kl": None}
@@ -355,8 +463,9 @@ def test_exceptions_become_one_line(
     monkeypatch.setattr(otcolor.transfer, "transfer", fail)
     monkeypatch.delenv("OTCOLOR_DEBUG", raising=False)
     source, target = images
-    result = runner.invoke(app, ["transfer", str(source), str(target), "-o",
-                                 str(tmp_path / "o.png")])
+    result = runner.invoke(
+        app, ["transfer", str(source), str(target), "-o", str(tmp_path / "o.png")]
+    )
     assert result.exit_code == code
     (line,) = error_lines(result.stderr)
     assert line.startswith(phrase)
@@ -383,7 +492,9 @@ def test_debug_reraises(
     assert "Error: internal error" not in result.stderr
 
 
-def test_warnings_with_markup_characters_print_verbatim(capsys: pytest.CaptureFixture[str]) -> None:
+def test_warnings_with_markup_characters_print_verbatim(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     from otcolor.cli._app import print_warnings
 
     print_warnings(["shots/[/]odd [b]name.jpg: could not read its colour profile"])

@@ -13,9 +13,8 @@ from otcolor.color import (
     srgb_to_lab,
 )
 from otcolor.errors import UsageError
-from otcolor.models import build_model
 from otcolor.fit import COLOR_MODELS
-from otcolor.models import ColorMap
+from otcolor.models import ColorMap, build_model
 
 
 def _map(seed: int = 0) -> ColorMap:
@@ -61,7 +60,9 @@ def test_lab_look_maps_in_lab_and_preserve_luminance_keeps_lightness() -> None:
     rgb = np.random.default_rng(2).uniform(0.3, 0.7, (2000, 3)).astype(np.float32)
     lab_in = srgb_to_lab(rgb)
     out = Look(shift, "lab")(rgb)
-    in_gamut = (lab_to_srgb(lab_in + [-10, 0, 20]).clip(0, 1) == lab_to_srgb(lab_in + [-10, 0, 20])).all(-1)
+    in_gamut = (
+        lab_to_srgb(lab_in + [-10, 0, 20]).clip(0, 1) == lab_to_srgb(lab_in + [-10, 0, 20])
+    ).all(-1)
     assert in_gamut.mean() > 0.5
     assert np.allclose(srgb_to_lab(out)[in_gamut], (lab_in + [-10, 0, 20])[in_gamut], atol=0.05)
     kept = Look(shift, "lab", preserve_luminance=True)(rgb)

@@ -11,8 +11,8 @@ from dask import distributed  # the test extra has it: missing fails, never skip
 from PIL import Image
 from typer.testing import CliRunner
 
-from otcolor.cli import app
 from otcolor.apply import apply_one
+from otcolor.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -40,9 +40,25 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     target = tmp / "target.png"
     Image.fromarray(rng.integers(80, 220, (32, 32, 3)).astype(np.uint8)).save(target)
     look = tmp / "look.otmap"
-    fit = runner.invoke(app, ["transfer", str(photos / "p0.png"), str(target), "-o",
-                              str(tmp / "fit.png"), "--save-map", str(look), "--steps", "5",
-                              "--samples", "2000", "--device", "cpu", "--quiet"])
+    fit = runner.invoke(
+        app,
+        [
+            "transfer",
+            str(photos / "p0.png"),
+            str(target),
+            "-o",
+            str(tmp / "fit.png"),
+            "--save-map",
+            str(look),
+            "--steps",
+            "5",
+            "--samples",
+            "2000",
+            "--device",
+            "cpu",
+            "--quiet",
+        ],
+    )
     assert fit.exit_code == 0, fit.output
     return look, photos
 
@@ -51,9 +67,12 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def client():
     # Worker processes (not threads): each unpickles apply_one by reference in a fresh
     # interpreter, as on a real cluster.
-    with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-    ) as cluster, distributed.Client(cluster) as connected:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as connected,
+    ):
         connected.wait_for_workers(2)
         yield connected
 
@@ -72,8 +91,9 @@ def test_local_cluster_matches_otcolor_apply(
     done = runner.invoke(app, ["apply", str(look), str(photos), "-o", str(reference), flag])
     assert done.exit_code == 0, done.output
 
-    outputs = load_recipe().apply_on_dask(client, look, [photos], tmp_path / "dask",
-                                          regrain=regrain)
+    outputs = load_recipe().apply_on_dask(
+        client, look, [photos], tmp_path / "dask", regrain=regrain
+    )
     names = sorted(p.name for p in photos.iterdir())
     assert [Path(o).name for o in outputs] == names
     for name in names:

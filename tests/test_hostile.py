@@ -27,10 +27,10 @@ import otcolor.io.png16
 from otcolor import _entry
 from otcolor.color import Look
 from otcolor.errors import InputError, OtcolorError, OutputError, TrainingError, UsageError
+from otcolor.fit import TransferConfig
 from otcolor.io import LoadedImage, load_image, save_image, write_atomically
 from otcolor.io.mapfile import load_map, save_map
 from otcolor.mnist import classifier
-from otcolor.fit import TransferConfig
 from otcolor.models import AffineMap, ColorMap
 from otcolor.transfer import transfer
 
@@ -84,8 +84,12 @@ def test_two_outputs_on_one_path_are_refused(tmp_path: Path, source: Path, targe
 
 def test_apply_never_writes_over_its_map(tmp_path: Path, source: Path) -> None:
     look = affine_map(tmp_path)
-    run(["apply", str(look), str(source), "-o", str(look), "--force"], [look, source], code=2,
-        phrase="refusing to overwrite an input")
+    run(
+        ["apply", str(look), str(source), "-o", str(look), "--force"],
+        [look, source],
+        code=2,
+        phrase="refusing to overwrite an input",
+    )
 
 
 # 2. Existence is checked again at commit time
@@ -99,20 +103,32 @@ def test_a_file_created_during_the_fit_is_kept(tmp_path: Path, source: Path, tar
             output.write_bytes(b"theirs")
 
     with pytest.raises(UsageError, match="appeared while otcolor was running"):
-        transfer(source, target, output, TransferConfig(steps=3, samples=300, device="cpu"),
-                 callback=competitor)
+        transfer(
+            source,
+            target,
+            output,
+            TransferConfig(steps=3, samples=300, device="cpu"),
+            callback=competitor,
+        )
     assert output.read_bytes() == b"theirs"
     assert temp_files(tmp_path) == []
 
     output.unlink()
-    transfer(source, target, output, TransferConfig(steps=3, samples=300, device="cpu"),
-             force=True, callback=competitor)
+    transfer(
+        source,
+        target,
+        output,
+        TransferConfig(steps=3, samples=300, device="cpu"),
+        force=True,
+        callback=competitor,
+    )
     assert Image.open(output).size == (16, 10)  # --force: the competing file is replaced
 
 
 @pytest.mark.parametrize("links", [True, False], ids=["hard-links", "no-hard-links"])
 def test_no_replace_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, links: bool) -> None:
     if not links:  # FAT, some FUSE and network file systems
+
         def no_link(*args: object, **kwargs: object) -> None:
             raise PermissionError(1, "Operation not permitted")
 
@@ -138,14 +154,22 @@ def test_no_replace_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, link
 # 3. Anticipated OS errors and bad values have their documented code
 
 
-def test_a_name_over_255_bytes_is_a_usage_error(tmp_path: Path, source: Path, target: Path) -> None:
+def test_a_name_over_255_bytes_is_a_usage_error(
+    tmp_path: Path, source: Path, target: Path
+) -> None:
     output = tmp_path / ("n" * 300 + ".png")
-    run(["transfer", str(source), str(target), "-o", str(output), *FAST], [source, target],
-        code=2, phrase="file name")
+    run(
+        ["transfer", str(source), str(target), "-o", str(output), *FAST],
+        [source, target],
+        code=2,
+        phrase="file name",
+    )
 
 
 @pytest.mark.parametrize("seed", [2**32, 2**63 - 1, 2**64, 10**30])
-def test_huge_seeds_are_usage_errors(tmp_path: Path, source: Path, target: Path, seed: int) -> None:
+def test_huge_seeds_are_usage_errors(
+    tmp_path: Path, source: Path, target: Path, seed: int
+) -> None:
     output = tmp_path / "o.png"
     args = ["transfer", str(source), str(target), "-o", str(output), *FAST, "--seed", str(seed)]
     run(args, [source, target], code=2, phrase="--seed")
@@ -165,8 +189,12 @@ def test_apply_onto_an_existing_plain_file(tmp_path: Path, source: Path, target:
     look = affine_map(tmp_path)
     plain = tmp_path / "results"
     plain.write_bytes(b"keep me")
-    run(["apply", str(look), str(source), str(target), "-o", str(plain)], [look, source, target],
-        code=2, phrase="existing file")
+    run(
+        ["apply", str(look), str(source), str(target), "-o", str(plain)],
+        [look, source, target],
+        code=2,
+        phrase="existing file",
+    )
     assert plain.read_bytes() == b"keep me"
 
 
@@ -181,8 +209,12 @@ def test_an_unlistable_input_folder_is_an_input_error(
 
     monkeypatch.setattr(Path, "iterdir", denied)
     look = affine_map(tmp_path)
-    run(["apply", str(look), str(folder), "-o", str(tmp_path / "out")], [look], code=3,
-        phrase="cannot list the folder")
+    run(
+        ["apply", str(look), str(folder), "-o", str(tmp_path / "out")],
+        [look],
+        code=3,
+        phrase="cannot list the folder",
+    )
 
 
 def test_an_input_deleted_during_the_fit(tmp_path: Path, source: Path, target: Path) -> None:
@@ -193,8 +225,14 @@ def test_an_input_deleted_during_the_fit(tmp_path: Path, source: Path, target: P
         if step == 1 and source.exists():
             source.unlink()
 
-    transfer(source, target, tmp_path / "out.png",
-             TransferConfig(steps=3, samples=300, device="cpu"), save_map=saved, callback=delete)
+    transfer(
+        source,
+        target,
+        tmp_path / "out.png",
+        TransferConfig(steps=3, samples=300, device="cpu"),
+        save_map=saved,
+        callback=delete,
+    )
     # The fingerprint is of the bytes that were fitted, taken when they were decoded.
     assert load_map(saved).metadata["source"]["sha256"] == original
 
@@ -209,9 +247,15 @@ def test_a_mask_deleted_during_the_fit(
         if step == 1 and mask.exists():
             mask.unlink()
 
-    transfer(source, target, tmp_path / "out.png",
-             TransferConfig(steps=3, samples=300, device="cpu"), source_mask=mask,
-             save_map=saved, callback=delete)
+    transfer(
+        source,
+        target,
+        tmp_path / "out.png",
+        TransferConfig(steps=3, samples=300, device="cpu"),
+        source_mask=mask,
+        save_map=saved,
+        callback=delete,
+    )
     assert load_map(saved).metadata["source_mask"]["sha256"] == original
 
 
@@ -222,15 +266,23 @@ def test_stray_os_errors_get_documented_codes(
         raise FileNotFoundError(2, "No such file or directory", "somewhere.png")
 
     monkeypatch.setattr(otcolor.transfer, "sample_pixels", gone)
-    run(["transfer", str(source), str(target), "-o", str(tmp_path / "o.png"), *FAST],
-        [source, target], code=3, phrase="somewhere.png: No such file or directory")
+    run(
+        ["transfer", str(source), str(target), "-o", str(tmp_path / "o.png"), *FAST],
+        [source, target],
+        code=3,
+        phrase="somewhere.png: No such file or directory",
+    )
 
     def full(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(otcolor.transfer, "sample_pixels", full)
-    run(["transfer", str(source), str(target), "-o", str(tmp_path / "o.png"), *FAST],
-        [source, target], code=4, phrase="No space left on device")
+    run(
+        ["transfer", str(source), str(target), "-o", str(tmp_path / "o.png"), *FAST],
+        [source, target],
+        code=4,
+        phrase="No space left on device",
+    )
 
 
 # 4. No fit is wasted on an output that can never be written
@@ -244,7 +296,11 @@ def test_a_legal_251_byte_name_works(tmp_path: Path, source: Path, target: Path)
 
 @pytest.mark.parametrize(
     ("suffix", "field", "size"),
-    [(".jpg", "exif", 70_000), (".png", "icc_profile", 2 << 20), (".jpg", "icc_profile", 17 << 20)],
+    [
+        (".jpg", "exif", 70_000),
+        (".png", "icc_profile", 2 << 20),
+        (".jpg", "icc_profile", 17 << 20),
+    ],
 )
 def test_metadata_the_format_cannot_hold_is_dropped(
     tmp_path: Path, suffix: str, field: str, size: int
@@ -284,8 +340,12 @@ def test_a_map_giving_non_finite_colours_writes_nothing(tmp_path: Path, source: 
     output = tmp_path / "out.png"
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        result = run(["apply", str(look), str(source), "-o", str(output)], [look, source],
-                     code=5, phrase="non-finite colours")
+        result = run(
+            ["apply", str(look), str(source), "-o", str(output)],
+            [look, source],
+            code=5,
+            phrase="non-finite colours",
+        )
     assert "RuntimeWarning" not in result.output
     assert not output.exists()
     with pytest.raises(TrainingError):
@@ -304,8 +364,9 @@ def png16(path: Path, width: int, height: int, filter_type: int) -> None:
         return struct.pack(">I", len(data)) + kind + data + crc
 
     header = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body)
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+    )
 
 
 @pytest.mark.parametrize(
@@ -313,7 +374,9 @@ def png16(path: Path, width: int, height: int, filter_type: int) -> None:
     [(1, 4_000_000, 2), (1, 4_000_000, 4), (4_000_000, 1, 4), (2000, 2000, 3)],
     ids=["tall-up", "tall-paeth", "wide-paeth", "square-average"],
 )
-def test_16_bit_pngs_decode_fast(tmp_path: Path, width: int, height: int, filter_type: int) -> None:
+def test_16_bit_pngs_decode_fast(
+    tmp_path: Path, width: int, height: int, filter_type: int
+) -> None:
     path = tmp_path / "big16.png"
     png16(path, width, height, filter_type)
     began = time.perf_counter()
@@ -382,8 +445,9 @@ def test_two_real_ctrl_cs_give_one_line_and_no_traceback() -> None:
         "    time.sleep(10)\n"
         "_entry._run(slow_import)\n"
     )
-    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
-                          timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 130
     assert lines(done.stderr) == [f"Error: {_entry.INTERRUPTED}"], done.stderr
 
@@ -399,8 +463,11 @@ def test_the_console_script_is_the_guarded_entry_point() -> None:
 def test_file_names_are_escaped_in_errors(tmp_path: Path, target: Path, name: str) -> None:
     bad = tmp_path / name
     bad.write_text("not an image")
-    result = run(["transfer", str(bad), str(target), "-o", str(tmp_path / "o.png"), *FAST],
-                 [bad, target], code=3)
+    result = run(
+        ["transfer", str(bad), str(target), "-o", str(tmp_path / "o.png"), *FAST],
+        [bad, target],
+        code=3,
+    )
     assert "\x1b" not in result.stderr and "\x07" not in result.stderr
     assert "\\n" in result.stderr or "\\x1b" in result.stderr or "\\x07" in result.stderr
 
@@ -416,8 +483,13 @@ def test_every_error_has_a_hint(cls: type[OtcolorError]) -> None:
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("--samples", "1"), ("--samples", "15"), ("--smoothness", "inf"), ("--smoothness", "nan"),
-     ("--strength", "nan")],
+    [
+        ("--samples", "1"),
+        ("--samples", "15"),
+        ("--smoothness", "inf"),
+        ("--smoothness", "nan"),
+        ("--strength", "nan"),
+    ],
 )
 def test_bad_values_fail_before_the_fit(
     tmp_path: Path, source: Path, target: Path, option: str, value: str
@@ -438,8 +510,12 @@ def test_a_flipped_weight_byte_is_caught(tmp_path: Path, source: Path) -> None:
     data = bytearray(look.read_bytes())
     data[-3] ^= 0x01  # inside a float32 mantissa: finite, plausible, wrong
     look.write_bytes(bytes(data))
-    run(["apply", str(look), str(source), "-o", str(tmp_path / "o.png")], [look, source], code=3,
-        phrase="SHA-256")
+    run(
+        ["apply", str(look), str(source), "-o", str(tmp_path / "o.png")],
+        [look, source],
+        code=3,
+        phrase="SHA-256",
+    )
 
 
 def test_maps_without_a_checksum_still_load(tmp_path: Path) -> None:

@@ -276,8 +276,9 @@ def test_save_clips_and_rejects_non_finite(tmp_path: Path) -> None:
 # Atomic saves
 
 
-@pytest.mark.parametrize("exception", [OSError(errno.ENOSPC, "No space left on device"),
-                                       KeyboardInterrupt()])
+@pytest.mark.parametrize(
+    "exception", [OSError(errno.ENOSPC, "No space left on device"), KeyboardInterrupt()]
+)
 def test_failed_save_leaves_previous_output(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exception: BaseException
 ) -> None:
@@ -336,8 +337,13 @@ def test_output_must_not_be_an_input(
     os.link(source, tmp_path / "hard.png")
     (tmp_path / "sub").mkdir()
     monkeypatch.chdir(tmp_path)
-    spellings = [source, Path("source.png"), Path("./sub/../source.png"), tmp_path / "link.png",
-                 tmp_path / "hard.png"]
+    spellings = [
+        source,
+        Path("source.png"),
+        Path("./sub/../source.png"),
+        tmp_path / "link.png",
+        tmp_path / "hard.png",
+    ]
     for output in spellings:
         with pytest.raises(UsageError, match="refusing to overwrite an input"):
             check_output_path(output, [tmp_path / "other.png", source], force=True)
@@ -373,9 +379,17 @@ def test_output_directory_not_writable(tmp_path: Path, source: Path, deny) -> No
         locked.chmod(0o700)
 
 
-@pytest.mark.parametrize(("name", "ok"), [("out.jpg", False), ("out.bmp", False),
-                                           ("out.gif", False), ("out.png", True),
-                                           ("out.webp", True), ("out.tiff", True)])
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [
+        ("out.jpg", False),
+        ("out.bmp", False),
+        ("out.gif", False),
+        ("out.png", True),
+        ("out.webp", True),
+        ("out.tiff", True),
+    ],
+)
 def test_alpha_needs_a_format_with_alpha(
     tmp_path: Path, source: Path, name: str, ok: bool
 ) -> None:
@@ -468,7 +482,9 @@ def bomb(path: Path, width: int, height: int) -> Path:
     # a refusal must come from the header.
     raw = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     path.write_bytes(
-        b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", raw) + png_chunk(b"IDAT", b"\x00")
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", raw)
+        + png_chunk(b"IDAT", b"\x00")
         + png_chunk(b"IEND", b"")
     )
     return path
@@ -541,5 +557,6 @@ def test_sample_pixels_without_alpha_and_all_transparent() -> None:
     rgb = np.random.default_rng(0).random((4, 5, 3)).astype(np.float32)
     assert sample_pixels(LoadedImage(rgb=rgb), 100, np.random.default_rng(0)).shape == (20, 3)
     with pytest.raises(InputError, match="fully transparent"):
-        sample_pixels(LoadedImage(rgb=rgb, alpha=np.zeros((4, 5), np.uint8)), 10,
-                      np.random.default_rng(0))
+        sample_pixels(
+            LoadedImage(rgb=rgb, alpha=np.zeros((4, 5), np.uint8)), 10, np.random.default_rng(0)
+        )

@@ -103,7 +103,9 @@ def _brute_interval_means(loss, projected, weights, grid: int = 200_000):
     s = (torch.arange(grid, dtype=torch.float64) + 0.5) / grid
     out = torch.empty(projected.shape, dtype=torch.float64)
     for k in range(projected.shape[0]):
-        quantile = loss.values[k][torch.searchsorted(loss.cumulative[k], s).clamp(max=loss.values.shape[1] - 1)]
+        quantile = loss.values[k][
+            torch.searchsorted(loss.cumulative[k], s).clamp(max=loss.values.shape[1] - 1)
+        ]
         order = projected[k].double().argsort()
         edges = torch.cat([torch.zeros(1, dtype=torch.float64), weights.double()[order].cumsum(0)])
         edges = edges / edges[-1]

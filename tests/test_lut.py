@@ -13,7 +13,14 @@ from otcolor.cli import app
 from otcolor.color import Look, apply_look
 from otcolor.errors import UsageError
 from otcolor.io import load_image
-from otcolor.io.lut import bake_lut, check_lut, export_lut, fit_lut, interpolation_matrix, read_cube
+from otcolor.io.lut import (
+    bake_lut,
+    check_lut,
+    export_lut,
+    fit_lut,
+    interpolation_matrix,
+    read_cube,
+)
 from otcolor.io.mapfile import load_map
 
 runner = CliRunner()
@@ -55,8 +62,17 @@ def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     for path, img in zip(paths[:2], (src, tgt), strict=True):
         Image.fromarray(np.round(img * 255).astype(np.uint8)).save(path)
     # --no-regrain: a LUT holds a colour function, so it is checked against the pure map.
-    args = ["transfer", str(paths[0]), str(paths[1]), "-o", str(paths[2]), "--no-regrain", "--save-map",
-            str(paths[3]), *FAST]
+    args = [
+        "transfer",
+        str(paths[0]),
+        str(paths[1]),
+        "-o",
+        str(paths[2]),
+        "--no-regrain",
+        "--save-map",
+        str(paths[3]),
+        *FAST,
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.stderr
     return paths[0], paths[2], paths[3]
@@ -75,7 +91,9 @@ def test_cube_order_is_red_fastest(tmp_path: Path) -> None:
     assert np.allclose(table[1, 2, 3], [0.25, 0.5, 0.75])  # [b, g, r] = (0.25, 0.5, 0.75)
 
 
-def test_trilinear_reader_reproduces_otcolor(fitted: tuple[Path, Path, Path], tmp_path: Path) -> None:
+def test_trilinear_reader_reproduces_otcolor(
+    fitted: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
     source, output, map_file = fitted
     path = tmp_path / "look.cube"
     result = runner.invoke(app, ["lut", str(map_file), "-o", str(path), "--size", "33"])
@@ -92,8 +110,9 @@ def test_trilinear_reader_reproduces_otcolor(fitted: tuple[Path, Path, Path], tm
 def test_hald_holds_the_table(fitted: tuple[Path, Path, Path], tmp_path: Path) -> None:
     _, _, map_file = fitted
     path = tmp_path / "look.png"
-    result = runner.invoke(app, ["lut", str(map_file), "-o", str(path), "--format", "hald",
-                                 "--size", "16"])
+    result = runner.invoke(
+        app, ["lut", str(map_file), "-o", str(path), "--format", "hald", "--size", "16"]
+    )
     assert result.exit_code == 0, result.stderr
     hald = load_image(path)
     assert hald.size == (64, 64) and hald.bit_depth == 16
@@ -125,7 +144,10 @@ def test_interpolation_matrix_reads_affine_tables_exactly(kind: str) -> None:
     points = np.concatenate([rng.uniform(0, 1, (500, 3)), np.eye(3), np.ones((1, 3))])
     read = interpolation_matrix(points, 5, kind)
     assert np.allclose(np.asarray(read.sum(1)).ravel(), 1.0)
-    assert read.shape == (len(points), 125) and (read.getnnz(1) <= {"tetrahedral": 4, "trilinear": 8}[kind]).all()
+    assert (
+        read.shape == (len(points), 125)
+        and (read.getnnz(1) <= {"tetrahedral": 4, "trilinear": 8}[kind]).all()
+    )
     assert np.abs(read @ table - look(points.astype(np.float32))).max() < 1e-5
     if kind == "trilinear":  # the same reader as the test's own
         assert np.allclose(read @ table, trilinear(table.reshape(5, 5, 5, 3), points))
@@ -164,8 +186,18 @@ def test_bad_lut_requests() -> None:
 def test_transfer_writes_the_lut_too(fitted: tuple[Path, Path, Path], tmp_path: Path) -> None:
     source, _, _ = fitted
     cube = tmp_path / "t.cube"
-    args = ["transfer", str(source), str(source), "-o", str(tmp_path / "o.png"), "--lut",
-            str(cube), "--lut-size", "17", *FAST]
+    args = [
+        "transfer",
+        str(source),
+        str(source),
+        "-o",
+        str(tmp_path / "o.png"),
+        "--lut",
+        str(cube),
+        "--lut-size",
+        "17",
+        *FAST,
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.stderr
     assert read_cube(cube).shape == (17, 17, 17, 3)
@@ -177,8 +209,19 @@ def test_ffmpeg_lut3d_reproduces_otcolor(fitted: tuple[Path, Path, Path], tmp_pa
     cube, via_ffmpeg = tmp_path / "look.cube", tmp_path / "ffmpeg.png"
     assert runner.invoke(app, ["lut", str(map_file), "-o", str(cube)]).exit_code == 0
     subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-i", str(source), "-vf", f"lut3d=file={cube}",
-         "-pix_fmt", "rgb24", str(via_ffmpeg)],
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            str(source),
+            "-vf",
+            f"lut3d=file={cube}",
+            "-pix_fmt",
+            "rgb24",
+            str(via_ffmpeg),
+        ],
         check=True,
     )
     theirs = np.asarray(Image.open(via_ffmpeg).convert("RGB")).astype(int)

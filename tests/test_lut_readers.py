@@ -16,11 +16,17 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from otcolor.bench.lutcheck import agreement, apply_ffmpeg, apply_ocio
 from otcolor.cli import app
 from otcolor.color import Look, apply_look
-from otcolor.io.lut import check_lut, fit_lut, interpolation_matrix, write_csp, write_cube
-from otcolor.bench.lutcheck import agreement, apply_ffmpeg, apply_ocio
-from otcolor.io.lut import choose_shaper
+from otcolor.io.lut import (
+    check_lut,
+    choose_shaper,
+    fit_lut,
+    interpolation_matrix,
+    write_csp,
+    write_cube,
+)
 from otcolor.io.shaper import IDENTITY, Shaper
 
 READERS = {"ffmpeg": apply_ffmpeg, "ocio": apply_ocio}
@@ -66,7 +72,9 @@ def bend_luts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def require_ffmpeg() -> None:
     if os.environ.get("OTCOLOR_NO_FFMPEG") == "1" and not shutil.which("ffmpeg"):
         pytest.skip("ffmpeg is not installed, and OTCOLOR_NO_FFMPEG=1 opts out of it")
-    assert shutil.which("ffmpeg"), "ffmpeg is required for the LUT reader tests (apt install ffmpeg)"
+    assert shutil.which("ffmpeg"), (
+        "ffmpeg is required for the LUT reader tests (apt install ffmpeg)"
+    )
 
 
 # The shaper
@@ -114,12 +122,15 @@ def test_readers_compute_what_otcolor_fitted(
     text = bend_luts["csp"].read_text().split("\n")
     knots = int(text[text.index("END METADATA") + 2])
     grid = np.array(text[text.index("END METADATA") + 3].split(), float)
-    out = np.stack([np.array(text[text.index("END METADATA") + 4 + 3 * c].split(), float)
-                    for c in range(3)], 1)
+    out = np.stack(
+        [np.array(text[text.index("END METADATA") + 4 + 3 * c].split(), float) for c in range(3)],
+        1,
+    )
     assert knots == len(grid) == len(out)
-    rows = np.loadtxt(text[text.index("33 33 33") + 1:])
-    shaped = np.stack([np.interp(image.reshape(-1, 3)[:, c] / 255, grid, out[:, c])
-                       for c in range(3)], 1)
+    rows = np.loadtxt(text[text.index("33 33 33") + 1 :])
+    shaped = np.stack(
+        [np.interp(image.reshape(-1, 3)[:, c] / 255, grid, out[:, c]) for c in range(3)], 1
+    )
     ours = interpolation_matrix(shaped, 33, "tetrahedral") @ rows
     ours = np.clip(np.round(ours * 255), 0, 255).astype(np.uint8).reshape(image.shape)
     # FFmpeg truncates its 8-bit output (and steps through the shaper's knots): within 1/255.
@@ -168,9 +179,25 @@ def test_cli_writes_a_csp_that_both_readers_load(tmp_path: Path, image: np.ndarr
     Image.fromarray(image).save(src)
     Image.fromarray(rng.integers(60, 200, (32, 32, 3)).astype(np.uint8)).save(tgt)
     look = tmp_path / "look.otmap"
-    fit = runner.invoke(app, ["transfer", str(src), str(tgt), "-o", str(tmp_path / "out.png"),
-                              "--save-map", str(look), "--steps", "5", "--samples", "2000",
-                              "--device", "cpu", "--quiet"])
+    fit = runner.invoke(
+        app,
+        [
+            "transfer",
+            str(src),
+            str(tgt),
+            "-o",
+            str(tmp_path / "out.png"),
+            "--save-map",
+            str(look),
+            "--steps",
+            "5",
+            "--samples",
+            "2000",
+            "--device",
+            "cpu",
+            "--quiet",
+        ],
+    )
     assert fit.exit_code == 0, fit.output
     csp = tmp_path / "look.csp"
     result = runner.invoke(app, ["lut", str(look), "-o", str(csp), "--size", "9", "--json"])

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from otcolor.cli import app
 from otcolor.color import Look
 from otcolor.errors import InputError
-from otcolor.io.mapfile import FORMAT_VERSION, load_map, save_map
 from otcolor.fit import COLOR_MODELS
+from otcolor.io.mapfile import FORMAT_VERSION, load_map, save_map
 from otcolor.models import AffineMap, ColorMap, ConstantMap, build_model
 
 COLOURS = np.random.default_rng(0).uniform(0, 1, (3000, 3)).astype(np.float32)
@@ -23,7 +23,9 @@ def _color_map(name: str) -> torch.nn.Module:
     if name == "constant":
         return ConstantMap(torch.tensor([0.2, 0.5, 0.7]))
     if name == "affine":
-        inner: torch.nn.Module = AffineMap(torch.diag(torch.tensor([1.2, 0.9, 0.8])), torch.ones(3) * 0.1)
+        inner: torch.nn.Module = AffineMap(
+            torch.diag(torch.tensor([1.2, 0.9, 0.8])), torch.ones(3) * 0.1
+        )
     else:
         inner = build_model(name, 3, **COLOR_MODELS[name])
     return ColorMap(inner, torch.tensor([0.4, 0.5, 0.6]), 0.21).eval()
@@ -36,7 +38,9 @@ def test_save_load_round_trip_is_exact(tmp_path: Path, name: str) -> None:
     save_map(path, look, {"source": {"name": "a.png"}})
     loaded = load_map(path)
     assert (loaded.look.space, loaded.look.strength, loaded.look.preserve_luminance) == (
-        "lab", 0.75, True
+        "lab",
+        0.75,
+        True,
     )
     assert np.array_equal(loaded.look(COLOURS), look(COLOURS))
     assert loaded.metadata["format_version"] == int(FORMAT_VERSION)
@@ -88,8 +92,18 @@ def _corrupt(data: bytes, how: str) -> bytes:
 
 @pytest.mark.parametrize(
     "how",
-    ["truncated", "short", "garbage", "huge header", "trailing", "version", "format", "shape",
-     "model", "config"],
+    [
+        "truncated",
+        "short",
+        "garbage",
+        "huge header",
+        "trailing",
+        "version",
+        "format",
+        "shape",
+        "model",
+        "config",
+    ],
 )
 def test_bad_files_give_one_line_errors(tmp_path: Path, how: str) -> None:
     good = tmp_path / "good.otmap"
@@ -106,7 +120,9 @@ def test_bad_files_give_one_line_errors(tmp_path: Path, how: str) -> None:
     from PIL import Image
 
     Image.new("RGB", (4, 3), (10, 20, 30)).save(image)
-    result = CliRunner().invoke(app, ["apply", str(bad), str(image), "-o", str(tmp_path / "o.png")])
+    result = CliRunner().invoke(
+        app, ["apply", str(bad), str(image), "-o", str(tmp_path / "o.png")]
+    )
     assert result.exit_code == 3
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: ")

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from otcolor.cli import app
 from otcolor.errors import UsageError
-from otcolor.preview import PreviewConfig, smoothest_window, preview
+from otcolor.preview import PreviewConfig, preview, smoothest_window
 
 runner = CliRunner()
 
@@ -32,8 +32,12 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def test_preview_writes_one_labelled_sheet(pair: tuple[Path, Path], tmp_path: Path) -> None:
     out = tmp_path / "sheet.png"
     calls: list[tuple[int, int, float]] = []
-    result = preview(*pair, out, PreviewConfig(smoothness=(0.0, 8.0), steps=3, size=48),
-                     callback=lambda *a: calls.append(a))
+    result = preview(
+        *pair,
+        out,
+        PreviewConfig(smoothness=(0.0, 8.0), steps=3, size=48),
+        callback=lambda *a: calls.append(a),
+    )
     assert calls == [(1, 2, 0.0), (2, 2, 8.0)]  # one fit per setting
     assert [s.smoothness for s in result.settings] == [0.0, 8.0]
     for s in result.settings:
@@ -63,8 +67,21 @@ def test_bad_requests_are_usage_errors(pair: tuple[Path, Path], tmp_path: Path) 
 
 def test_cli_json_and_comma_list(pair: tuple[Path, Path], tmp_path: Path) -> None:
     out = tmp_path / "sheet.png"
-    args = ["preview", str(pair[0]), str(pair[1]), "-o", str(out), "--smoothness", "0,4",
-            "--steps", "2", "--size", "40", "--no-regrain", "--json"]
+    args = [
+        "preview",
+        str(pair[0]),
+        str(pair[1]),
+        "-o",
+        str(out),
+        "--smoothness",
+        "0,4",
+        "--steps",
+        "2",
+        "--size",
+        "40",
+        "--no-regrain",
+        "--json",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)

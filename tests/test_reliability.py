@@ -1010,7 +1010,9 @@ def test_transfer_apply_out_of_memory(
     def route(real: Any) -> Any:
         def apply(look: otcolor.transfer.Look, rgb: np.ndarray, *args: Any, **kwargs: Any) -> Any:
             if str(look.device) != "cpu" or device == "cpu":
-                cause = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+                cause = torch.cuda.OutOfMemoryError(
+                    "CUDA out of memory. Tried to allocate 1.00 GiB"
+                )
                 raise OutOfDeviceMemory("out of device memory applying the map") from cause
             return real(look, rgb, *args, **kwargs)
 

@@ -119,8 +119,13 @@ def test_transport_cost_keeps_the_map_near_the_identity() -> None:
         torch.manual_seed(0)
         model = build_model("cmgn", 2)
         model.init_linear(torch.eye(2), torch.zeros(2))
-        fit(model, SlicedW2(16), x, y,
-            FitConfig(steps=80, batch_size=512, lr=2e-2, transport_cost=weight))
+        fit(
+            model,
+            SlicedW2(16),
+            x,
+            y,
+            FitConfig(steps=80, batch_size=512, lr=2e-2, transport_cost=weight),
+        )
         with torch.no_grad():
             moved.append(float((model(x) - x).square().sum(-1).mean()))
     assert moved[1] < 0.1 * moved[0]

@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from otcolor.errors import UsageError
 from otcolor.color import Look, apply_look
+from otcolor.errors import UsageError
 from otcolor.fit import TransferConfig, fit_color_map
 from otcolor.models import ColorMap
 from otcolor.transfer import transfer

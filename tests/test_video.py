@@ -19,7 +19,8 @@ needs_ffmpeg = pytest.mark.usefixtures("ffmpeg")  # fails without ffmpeg (confte
 def _frames(path: Path) -> np.ndarray:
     raw = subprocess.run(
         ["ffmpeg", "-v", "error", "-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-        capture_output=True, check=True,
+        capture_output=True,
+        check=True,
     ).stdout
     return np.frombuffer(raw, np.uint8).reshape(-1, 48, 64, 3)
 
@@ -29,9 +30,27 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("video")
     source, reference = tmp / "clip.mp4", tmp / "ref.png"
     subprocess.run(
-        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10:duration=1.5",
-         "-f", "lavfi", "-i", "sine=frequency=440:duration=1.5", "-c:v", "libx264", "-pix_fmt",
-         "yuv420p", "-c:a", "aac", "-shortest", str(source)],
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc2=size=64x48:rate=10:duration=1.5",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:duration=1.5",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:a",
+            "aac",
+            "-shortest",
+            str(source),
+        ],
         check=True,
     )
     rng = np.random.default_rng(0)
@@ -42,11 +61,29 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 @needs_ffmpeg
 @pytest.mark.slow
-def test_video_fits_once_and_keeps_frames_and_audio(clip: tuple[Path, Path], tmp_path: Path) -> None:
+def test_video_fits_once_and_keeps_frames_and_audio(
+    clip: tuple[Path, Path], tmp_path: Path
+) -> None:
     source, reference = clip
     output, look = tmp_path / "out.mp4", tmp_path / "look.otmap"
-    args = ["video", str(source), str(reference), "-o", str(output), "--steps", "5", "--samples",
-            "1000", "--device", "cpu", "--fit-frames", "4", "--save-map", str(look), "--json"]
+    args = [
+        "video",
+        str(source),
+        str(reference),
+        "-o",
+        str(output),
+        "--steps",
+        "5",
+        "--samples",
+        "1000",
+        "--device",
+        "cpu",
+        "--fit-frames",
+        "4",
+        "--save-map",
+        str(look),
+        "--json",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.stderr
     payload = json.loads(result.stdout)
@@ -70,7 +107,9 @@ def test_missing_ffmpeg_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Mon
     source, reference = tmp_path / "in.mp4", tmp_path / "ref.png"
     source.write_bytes(b"not really a video")
     Image.new("RGB", (4, 4)).save(reference)
-    result = runner.invoke(app, ["video", str(source), str(reference), "-o", str(tmp_path / "o.mp4")])
+    result = runner.invoke(
+        app, ["video", str(source), str(reference), "-o", str(tmp_path / "o.mp4")]
+    )
     assert result.exit_code == 2
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "ffmpeg" in lines[0] and lines[0].startswith("Error: ")
@@ -81,12 +120,38 @@ def test_odd_sized_frames_are_encoded(clip: tuple[Path, Path], tmp_path: Path) -
     _, reference = clip
     source, output = tmp_path / "odd.mp4", tmp_path / "out.mp4"
     subprocess.run(
-        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=33x25:rate=5:duration=0.6",
-         "-c:v", "libx264", "-pix_fmt", "yuv444p", str(source)],
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=33x25:rate=5:duration=0.6",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv444p",
+            str(source),
+        ],
         check=True,
     )
-    args = ["video", str(source), str(reference), "-o", str(output), "--steps", "3", "--samples",
-            "500", "--device", "cpu", "--fit-frames", "2", "--json"]
+    args = [
+        "video",
+        str(source),
+        str(reference),
+        "-o",
+        str(output),
+        "--steps",
+        "3",
+        "--samples",
+        "500",
+        "--device",
+        "cpu",
+        "--fit-frames",
+        "2",
+        "--json",
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.stderr
     payload = json.loads(result.stdout)
@@ -94,7 +159,8 @@ def test_odd_sized_frames_are_encoded(clip: tuple[Path, Path], tmp_path: Path) -
     assert any("odd-sized" in w for w in payload["warnings"])
     raw = subprocess.run(
         ["ffmpeg", "-v", "error", "-i", str(output), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-        capture_output=True, check=True,
+        capture_output=True,
+        check=True,
     ).stdout
     assert len(raw) == payload["frames"] * 33 * 25 * 3
 

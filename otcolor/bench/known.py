@@ -36,9 +36,9 @@ import numpy as np
 
 from ..baselines import BASELINES
 from ..data import image_path
+from ..device import resolve_device
 from ..errors import InputError, UsageError
 from ..io import load_image
-from ..device import resolve_device
 from ..transfer import TransferConfig, transfer
 from .common import BenchReport, BenchResult, Progress, expand_models, machine_info
 from .maps import FAMILIES, draw_map

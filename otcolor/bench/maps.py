@@ -8,7 +8,8 @@ Each family draws a map :math:`T^* = \nabla \phi` with :math:`\phi` convex that 
 * ``separable``: per-channel power curves :math:`x_c^{\gamma_c}` mixed with a PSD affine map;
 * ``scurve``: per-channel normalised logistic S-curves, mixed with a PSD affine map;
 * ``palette``: palette pulls
-  :math:`\nabla \tfrac1\beta \log \sum_k e^{\beta (p_k^\top x + c_k)} = \operatorname{softmax}(\beta (P x + c))^\top P`
+  :math:`\nabla \tfrac1\beta \log \sum_k e^{\beta (p_k^\top x + c_k)}
+  = \operatorname{softmax}(\beta (P x + c))^\top P`
   (a convex combination of palette colours :math:`p_k \in [0, 1]^3`), mixed with a PSD affine map.
 """
 

@@ -35,12 +35,12 @@ import numpy as np
 from ..baselines import BASELINES
 from ..color import Look, apply_look
 from ..data import image_path
+from ..device import resolve_device
 from ..errors import UsageError
+from ..fit import TransferConfig, fit_color_map, sample_pixels
 from ..io import load_image
 from ..metrics import evaluate_transfer, quantize
 from ..regrain import REGRAIN, base_colors, regrain
-from ..device import resolve_device
-from ..fit import TransferConfig, fit_color_map, sample_pixels
 from ..transfer import sample_base
 from .common import (
     BenchReport,
@@ -208,7 +208,9 @@ def run_pixels(
                 out = regrain(look, src_image.rgb, REGRAIN, base=src_base)
             else:
                 out = apply_look(
-                    Look(fitted.map, device=fitted.device), src_image.rgb, bit_depth=src_image.bit_depth
+                    Look(fitted.map, device=fitted.device),
+                    src_image.rgb,
+                    bit_depth=src_image.bit_depth,
                 )
             mapped_points[(model_name, loss_name)] = quantize(out).reshape(-1, 3)[picks]
             settings = {
@@ -277,7 +279,9 @@ def pixel_table(rows: list[dict[str, Any]], machine: dict[str, Any]) -> str:
     ]
     for row in rows:
         if "error" in row:
-            lines.append(f"| {row['pair']} | {row['method']} | failed: see results.json | | | | | |")
+            lines.append(
+                f"| {row['pair']} | {row['method']} | failed: see results.json | | | | | |"
+            )
             continue
         x = row["metrics"]
         lines.append(

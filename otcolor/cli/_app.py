@@ -50,8 +50,8 @@ from rich.progress import (
 from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
-from ..interrupts import INTERRUPTED, ignore_further_interrupts
 from ..errors import EXIT_CODES, OtcolorError
+from ..interrupts import INTERRUPTED, ignore_further_interrupts
 
 
 class ModelName(str, Enum):
@@ -194,6 +194,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
     epilog=EPILOG,
 )
+
 
 def main() -> None:
     r"""Runs the ``otcolor`` command (the console-script entry point)."""

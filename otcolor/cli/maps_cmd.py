@@ -10,11 +10,11 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from ..io import lut as lut_lib
 from .. import apply as apply_lib
-from ..io import mapfile
 from .. import transfer as transfer_lib
 from .. import video as video_lib
+from ..io import lut as lut_lib
+from ..io import mapfile
 from ._app import (
     EPILOG,
     MAX_SEED,
@@ -76,7 +76,8 @@ def apply(
     ],
     strength: Annotated[
         float | None,
-        typer.Option(callback=finite,
+        typer.Option(
+            callback=finite,
             min=0.0,
             max=1.0,
             help="Override the map's strength: t in x + t (T(x) - x).",
@@ -146,12 +147,13 @@ def lut(
         Path, typer.Argument(exists=True, dir_okay=False, help="Saved map (.otmap).")
     ],
     output: Annotated[
-        Path, typer.Option(
+        Path,
+        typer.Option(
             "--output",
             "-o",
             help="The LUT: .cube, .csp (Cinespace: a 1-D shaper per channel, then the 3-D "
             "table; closest in FFmpeg and OCIO), or .png for a HaldCLUT.",
-        )
+        ),
     ],
     size: Annotated[
         int | None,
@@ -171,7 +173,13 @@ def lut(
     ] = None,
     strength: Annotated[
         float | None,
-        typer.Option(callback=finite, min=0.0, max=1.0, help="Override the map's strength.", show_default=False),
+        typer.Option(
+            callback=finite,
+            min=0.0,
+            max=1.0,
+            help="Override the map's strength.",
+            show_default=False,
+        ),
     ] = None,
     method: Annotated[
         LutMethod,
@@ -267,7 +275,8 @@ def video(
     space: SpaceOption = SpaceName.rgb,
     strength: Annotated[
         float | None,
-        typer.Option(callback=finite,
+        typer.Option(
+            callback=finite,
             min=0.0,
             max=1.0,
             help="t in x + t (T(x) - x) (default 1, or the map's).",

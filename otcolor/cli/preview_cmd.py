@@ -16,7 +16,9 @@ _DEFAULTS = preview_lib.PreviewConfig()
 
 @app.command(cls=Command, epilog=EPILOG)
 def preview(
-    source: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Image to recolour.")],
+    source: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="Image to recolour.")
+    ],
     target: Annotated[
         Path, typer.Argument(exists=True, dir_okay=False, help="Image whose colours are wanted.")
     ],
@@ -35,7 +37,9 @@ def preview(
     ] = _DEFAULTS.size,
     steps: Annotated[
         int | None,
-        typer.Option(min=1, help="Training steps per fit (default: as transfer).", show_default=False),
+        typer.Option(
+            min=1, help="Training steps per fit (default: as transfer).", show_default=False
+        ),
     ] = None,
     seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seeds the fits.")] = 0,
     json_output: Annotated[

@@ -54,7 +54,8 @@ SpaceOption = Annotated[
 ]
 StrengthOption = Annotated[
     float,
-    typer.Option(callback=finite,
+    typer.Option(
+        callback=finite,
         min=0.0,
         max=1.0,
         help="t in x + t (T(x) - x): 0 leaves the image as it is, 1 applies the full map.",
@@ -131,9 +132,7 @@ def transfer(
     ],
     output: Annotated[
         Path,
-        typer.Option(
-            "--output", "-o", help="Output image; its extension picks the format."
-        ),
+        typer.Option("--output", "-o", help="Output image; its extension picks the format."),
     ],
     model: Annotated[
         ModelName, typer.Option(help="Map architecture.", rich_help_panel="Model")
@@ -168,7 +167,8 @@ def transfer(
     ] = _DEFAULTS.samples,
     smoothness: Annotated[
         float | None,
-        typer.Option(callback=finite,
+        typer.Option(
+            callback=finite,
             min=0.0,
             help="Smoother map (less speckle) vs closer colours: 0 = closest; see the README. "
             "Default 0.3 with the regrain, 0.6 with --no-regrain.",
@@ -295,7 +295,6 @@ def transfer(
         stderr.print(f"[yellow]Warning:[/] {escape(printable(warning))}", soft_wrap=True)
 
 
-
 def _print_summary(result: transfer_lib.TransferResult) -> None:
     table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
     table.add_column(style="bold")
@@ -310,5 +309,3 @@ def _print_summary(result: transfer_lib.TransferResult) -> None:
     for name, value in result.metrics.items():
         table.add_row(escape(name), f"{value:.4g}")
     Console(highlight=False).print(table)
-
-

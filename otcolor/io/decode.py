@@ -22,13 +22,18 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from ..errors import InputError, UsageError
 from .files import describe_os_error, identity_and_digest
-from .formats import ALLOWED_FORMATS, HINT_CORRUPT, HINT_FORMATS, HINT_LIMIT, ORIENTATION, STRUCTURAL_TAGS
+from .formats import (
+    ALLOWED_FORMATS,
+    HINT_CORRUPT,
+    HINT_FORMATS,
+    HINT_LIMIT,
+    ORIENTATION,
+    STRUCTURAL_TAGS,
+)
 from .png16 import check_png_crcs, read_png16
-
 
 #: Default pixel limit, Pillow's own ``MAX_IMAGE_PIXELS`` (about 89.5 megapixels).
 DEFAULT_MAX_PIXELS: int | None = Image.MAX_IMAGE_PIXELS
-
 
 
 # Plugins tried by Image.open; MPO has no opener of its own (the JPEG one returns MPO files).
@@ -159,7 +164,8 @@ def load_image(
                 loaded = _decode(im, path, notes)
             except _DECODE_ERRORS as err:
                 raise InputError(
-                    f"{path}: cannot decode {im.format} image: {describe_os_error(err)}", HINT_CORRUPT
+                    f"{path}: cannot decode {im.format} image: {describe_os_error(err)}",
+                    HINT_CORRUPT,
                 ) from err
 
     for warning in caught:
@@ -175,18 +181,6 @@ def load_image(
     loaded.warnings = list(dict.fromkeys(notes))
     loaded.sha256 = digest
     return loaded
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def load_mask(
@@ -218,12 +212,6 @@ def load_mask(
     if mask.alpha is not None:
         grey *= mask.alpha.astype(np.float32) / np.iinfo(mask.alpha.dtype).max
     return grey
-
-
-
-
-
-
 
 
 def _check_input_file(path: Path) -> None:
@@ -314,8 +302,6 @@ def _opens_as(path: Path, name: str) -> bool:
             return False
 
 
-
-
 def _hint_unidentified(path: Path) -> str:
     r"""The hint for :func:`_unidentified`'s message: re-export, or use an allowed format."""
 
@@ -404,16 +390,6 @@ def _decode(im: Image.Image, path: Path, notes: list[str]) -> LoadedImage:
     )
 
 
-
-
-
-
-
-
-
-
-
-
 def _rawmode(im: Image.Image) -> str:
     r"""The decoder's raw mode, which tells 16-bit files that Pillow reads as 8-bit."""
 
@@ -441,38 +417,12 @@ def _cmyk_to_rgb(
             # The pixels are sRGB now: embed sRGB, never the stale CMYK profile.
             return rgb, ImageCms.ImageCmsProfile(srgb).tobytes()
         except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as err:
-            notes.append(f"{path}: unusable CMYK ICC profile ({describe_os_error(err)}); naive conversion")
+            notes.append(
+                f"{path}: unusable CMYK ICC profile ({describe_os_error(err)}); naive conversion"
+            )
     else:
         notes.append(f"{path}: CMYK image without ICC profile; converted to RGB naively")
     return im.convert("RGB"), None
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def _exif_bytes(im: Image.Image) -> bytes | None:
@@ -497,5 +447,3 @@ def _dpi(value: object) -> tuple[float, float] | None:
     if not (np.isfinite(x) and np.isfinite(y) and x > 0 and y > 0):
         return None
     return x, y
-
-

@@ -113,9 +113,7 @@ def all_finite(a: np.ndarray, rows: int = 1 << 20) -> bool:
     return all(np.isfinite(flat[i : i + rows]).all() for i in range(0, flat.shape[0], rows))
 
 
-def _quantize(
-    rgb: np.ndarray, dtype: type[np.unsignedinteger], rows: int = 1 << 20
-) -> np.ndarray:
+def _quantize(rgb: np.ndarray, dtype: type[np.unsignedinteger], rows: int = 1 << 20) -> np.ndarray:
     r"""``round(clip(rgb, 0, 1) * max)`` as integers, chunk by chunk.
 
     The same numbers as the whole-array expression, without its three full-size float
@@ -130,12 +128,6 @@ def _quantize(
         part *= top
         out[i : i + rows] = np.round(part, out=part)
     return out.reshape(rgb.shape)
-
-
-
-
-
-
 
 
 def _alpha_as(alpha: np.ndarray, dtype: type[np.unsignedinteger]) -> np.ndarray:
@@ -198,5 +190,3 @@ def _fitting_metadata(
         notes.append(f"{path}: EXIF block of {len(exif):,} bytes is too large for {fmt}; dropped")
         exif = None
     return icc, exif
-
-

@@ -7,7 +7,15 @@ then a rename, so that no partial output is ever left behind.
 
 from __future__ import annotations
 
-__all__ = ["check_distinct_outputs", "check_output_path", "commit_file", "describe_os_error", "identity_and_digest", "tmp_prefix", "write_atomically"]
+__all__ = [
+    "check_distinct_outputs",
+    "check_output_path",
+    "commit_file",
+    "describe_os_error",
+    "identity_and_digest",
+    "tmp_prefix",
+    "write_atomically",
+]
 
 import contextlib
 import hashlib
@@ -18,10 +26,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO
 
-
 from ..errors import InputError, OutputError, UsageError
 from .formats import ALPHA_FORMATS, HINT_PATH, HINT_READ, HINT_WRITABLE, output_format
-
 
 #: The temporary file's name is ``.`` + a prefix of the output's name + this + 8 random
 #: characters; the prefix is shortened so that the whole name fits the file system's limit.
@@ -72,7 +78,9 @@ def check_output_path(
         _check_output_path(output, inputs, force=force, has_alpha=has_alpha, image=image)
     except OSError as err:
         # E.g. ENAMETOOLONG from is_dir() or EACCES on a folder above: anticipated, not a bug.
-        raise UsageError(f"{output}: cannot use this path: {describe_os_error(err)}", HINT_PATH) from err
+        raise UsageError(
+            f"{output}: cannot use this path: {describe_os_error(err)}", HINT_PATH
+        ) from err
 
 
 def check_distinct_outputs(
@@ -207,7 +215,9 @@ def _atomic_write(path: Path, write: Callable[[IO[bytes]], None], overwrite: boo
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         if isinstance(err, Exception) and not isinstance(err, (OutputError, UsageError)):
-            raise OutputError(f"{path}: cannot write: {describe_os_error(err)}", _HINT_SPACE) from err
+            raise OutputError(
+                f"{path}: cannot write: {describe_os_error(err)}", _HINT_SPACE
+            ) from err
         raise
 
 
@@ -273,5 +283,3 @@ def describe_os_error(err: BaseException) -> str:
         return err.strerror
     text = " ".join(str(err).split())
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
-
-

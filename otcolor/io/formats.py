@@ -1,9 +1,15 @@
-r"""Image formats otcolor reads and writes, the EXIF tags it handles, and the hints its errors give.
-"""
+r"""Image formats otcolor reads and writes, the EXIF tags it handles, and the hints its errors give."""
 
 from __future__ import annotations
 
-__all__ = ["ALLOWED_FORMATS", "ALPHA_FORMATS", "OUTPUT_FORMATS", "SIXTEEN_BIT_FORMATS", "orient", "output_format"]
+__all__ = [
+    "ALLOWED_FORMATS",
+    "ALPHA_FORMATS",
+    "OUTPUT_FORMATS",
+    "SIXTEEN_BIT_FORMATS",
+    "orient",
+    "output_format",
+]
 
 from pathlib import Path
 
@@ -11,7 +17,6 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UsageError
-
 
 #: Formats that :func:`load_image` decodes. MPO (multi-picture JPEG, as written by many phone
 #: cameras) comes in through the JPEG plugin. EPS, PDF and the rest are refused: EPS runs
@@ -22,8 +27,29 @@ ALLOWED_FORMATS: tuple[str, ...] = ("JPEG", "MPO", "PNG", "WEBP", "TIFF", "BMP",
 # TIFF keeps its EXIF tags in the image IFD itself, next to the tags that describe the pixel
 # layout; those must not travel into another file.
 STRUCTURAL_TAGS = frozenset(
-    {256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 284, 317, 320, 322, 323, 324, 325, 338,
-     339, 347, 34675}
+    {
+        256,
+        257,
+        258,
+        259,
+        262,
+        266,
+        273,
+        277,
+        278,
+        279,
+        284,
+        317,
+        320,
+        322,
+        323,
+        324,
+        325,
+        338,
+        339,
+        347,
+        34675,
+    }
 )
 
 
@@ -93,5 +119,3 @@ def output_format(path: Path) -> str:
 
 
 HINT_WRITABLE = "check the folder's permissions or choose another one"
-
-

@@ -54,7 +54,7 @@ from ..errors import InputError, UsageError
 from .decode import LoadedImage
 from .encode import save_image
 from .files import write_atomically
-from .shaper import IDENTITY, SHAPER_STRENGTHS, Shaper, SHAPER_SIDES
+from .shaper import IDENTITY, SHAPER_SIDES, SHAPER_STRENGTHS, Shaper
 
 #: LUT formats and their file extensions.
 LUT_FORMATS: dict[str, tuple[str, ...]] = {
@@ -107,9 +107,7 @@ def check_lut(
         )
     size = DEFAULT_SIZES[fmt] if size is None else int(size)
     if fmt in ("cube", "csp") and not 2 <= size <= 129:
-        raise UsageError(
-            f"a .{fmt} LUT has 2 to 129 points per axis, not {size}", "17, 33 or 65"
-        )
+        raise UsageError(f"a .{fmt} LUT has 2 to 129 points per axis, not {size}", "17, 33 or 65")
     if fmt == "hald":
         level = math.isqrt(size)
         if level * level != size or not 2 <= level <= 16:
@@ -132,6 +130,13 @@ def bake_lut(look: Look, size: int, shaper: Shaper = IDENTITY) -> np.ndarray:
     Returns:
         The table, with shape :math:`(N, N, N, 3)` indexed ``[b, g, r]`` (so that a C-order
         flattening has red fastest), float32 in :math:`[0, 1]`.
+
+    Example:
+        >>> from otcolor.color import Look
+        >>> from otcolor.models import AffineMap
+        >>> table = bake_lut(Look(AffineMap.from_config(3)), 17)  # the zero map: every entry black
+        >>> table.shape, float(table.max())
+        ((17, 17, 17, 3), 0.0)
     """
 
     grid = np.linspace(0.0, 1.0, size)

@@ -56,11 +56,11 @@ from torch import nn
 from .. import __version__
 from ..color import SPACES, Look
 from ..errors import InputError, UsageError
+from ..models import MAP_MODELS, ColorMap, ConstantMap
+from ..nn import ACTIVATIONS
 from .files import (
     write_atomically,
 )
-from ..models import MAP_MODELS, ColorMap, ConstantMap
-from ..nn import ACTIVATIONS
 
 #: The format name and version written in every map file's metadata.
 FORMAT = "otcolor-map"
@@ -184,6 +184,17 @@ def load_map(path: str | os.PathLike[str], device: torch.device | str = "cpu") -
     Raises:
         InputError: the file is missing, not a map file, of another format version,
             truncated or corrupt (one line saying which).
+
+    Example:
+        >>> import tempfile, torch
+        >>> from pathlib import Path
+        >>> from otcolor.color import Look
+        >>> from otcolor.models import ConstantMap
+        >>> path = Path(tempfile.mkdtemp()) / "grey.otmap"
+        >>> save_map(path, Look(ConstantMap(torch.tensor([0.5, 0.5, 0.5])), strength=0.25))
+        >>> loaded = load_map(path).look
+        >>> loaded.strength, loaded.map.colour.tolist()
+        (0.25, [0.5, 0.5, 0.5])
     """
 
     path = Path(path)
@@ -340,7 +351,9 @@ def _describe_model(model: nn.Module) -> tuple[str, dict[str, Any]]:
 
 def _check_size(key: str, value: object) -> None:
     sizes = value if isinstance(value, list) else [value]
-    if not (0 < len(sizes) <= 16 and all(isinstance(n, int) and 1 <= n <= _MAX_WIDTH for n in sizes)):
+    if not (
+        0 < len(sizes) <= 16 and all(isinstance(n, int) and 1 <= n <= _MAX_WIDTH for n in sizes)
+    ):
         raise InputError(f"corrupt map file ({key} = {value!r})")
 
 

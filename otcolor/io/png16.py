@@ -207,5 +207,3 @@ def check_png_crcs(path: Path) -> None:
                 raise InputError(f"{path}: bad CRC in PNG chunk {name!r}", HINT_CORRUPT)
             if kind == b"IEND":
                 return
-
-

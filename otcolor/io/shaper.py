@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-
 #: Knots written for each channel's curve. FFmpeg 5.1's Cinespace reader interpolates a
 #: shaper with an unnormalised weight (``x - in[i]`` where ``(x - in[i]) / (in[i+1] - in[i])``
 #: belongs), in effect stepping from knot to knot: knots this dense keep that step below a
@@ -77,7 +76,9 @@ class Shaper:
         """
 
         x = np.linspace(0.0, 1.0, self.knots)
-        out = np.stack([_curve(x, a, side) for a, side in zip(self.strengths, self.sides)], 1)
+        out = np.stack(
+            [_curve(x, a, side) for a, side in zip(self.strengths, self.sides, strict=True)], 1
+        )
         return x, out
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
