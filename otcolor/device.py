@@ -2,11 +2,14 @@ r"""Devices: choosing one by name, and what to do when one runs out of memory.""
 
 from __future__ import annotations
 
-__all__ = ["first_line", "is_out_of_memory", "release_device_memory", "resolve_device"]
+__all__ = ["DEVICES", "first_line", "is_out_of_memory", "release_device_memory", "resolve_device"]
 
 import torch
 
 from .errors import UsageError
+
+#: Device names :func:`resolve_device` accepts (``cuda:N`` too).
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 
 
 def resolve_device(name: str) -> torch.device:

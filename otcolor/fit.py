@@ -11,6 +11,7 @@ __all__ = [
     "COLOR_MODELS",
     "DEFAULT_SMOOTHNESS",
     "ESTIMATORS",
+    "INITS",
     "LOSS_SETTINGS",
     "FittedMap",
     "TransferConfig",
@@ -63,6 +64,9 @@ ESTIMATORS = {
     "full": "weighted atoms, hm-mkl-hm start, full sliced W2 refinement",
     "plan": "regression onto an exact OT plan of 4 x 1000 sampled pixels",
 }
+
+#: Starting points of the map: the closed-form Gaussian OT map, or the identity.
+INITS: tuple[str, ...] = ("gaussian", "identity")
 
 #: Share of the ``ot`` L-BFGS iterations that the ``full`` estimator spends on its start.
 START_SHARE = 0.7
@@ -123,7 +127,7 @@ class TransferConfig:
             raise UsageError(
                 f"unknown estimator {self.estimator!r}", f"choose one of {sorted(ESTIMATORS)}"
             )
-        if self.init not in ("gaussian", "identity"):
+        if self.init not in INITS:
             raise UsageError(f"unknown init {self.init!r}", "choose gaussian or identity")
         for name in ("steps", "samples", "atoms", "pairs", "chunk", "batch_size", "chunk_size"):
             value = getattr(self, name)

@@ -12,13 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import typer
 from PIL import Image
 from typer.testing import CliRunner
 
 import otcolor
 import otcolor.fit
 import otcolor.transfer
-from otcolor.cli import DeviceName, InitName, LossName, ModelName, app
+from otcolor.cli import app
+from otcolor.cli.options import DeviceName, InitName, LossName, ModelName
 from otcolor.errors import EXIT_CODES, InputError
 from otcolor.losses import LOSSES
 from otcolor.models import MODELS
@@ -86,28 +88,53 @@ def fake_result(output: Path, **changes: object) -> otcolor.transfer.TransferRes
 # Registries
 
 
+def _choices(path: list[str], option: str) -> list[str]:
+    r"""The choices ``otcolor PATH --OPTION`` accepts, read from the built command."""
+
+    command = typer.main.get_command(app)
+    for name in path:
+        command = command.commands[name]  # type: ignore[attr-defined]
+    param = next(p for p in command.params if p.name == option)
+    annotation = param.type_descriptor.annotation  # type: ignore[attr-defined]
+    enum = next(a for a in getattr(annotation, "__args__", (annotation,)) if a is not type(None))
+    return [e.value for e in enum]
+
+
 def test_choices_match_library_registries() -> None:
     from otcolor.bench.common import BENCH_LOSSES, BENCH_MODELS
     from otcolor.bench.pixels import PIXEL_LOSSES
-    from otcolor.cli._app import EstimatorName
-    from otcolor.cli.bench_cmd import BenchLoss, BenchModel, PixelLoss
-    from otcolor.cli.maps_cmd import LutFormat, LutMethod
-    from otcolor.cli.mnist_cmd import MnistModelName
-    from otcolor.cli.transfer_cmd import SpaceName
     from otcolor.color import SPACES
+    from otcolor.device import DEVICES
+    from otcolor.fit import ESTIMATORS, INITS
     from otcolor.io.lut import LUT_FORMATS, LUT_METHODS
     from otcolor.mnist.generate import GENERATOR_MODELS
 
-    assert {e.value for e in ModelName} == set(MODELS)
-    assert {e.value for e in LossName} == set(LOSSES)
-    assert {e.value for e in EstimatorName} == set(otcolor.fit.ESTIMATORS)
-    assert {e.value for e in BenchModel} == {*BENCH_MODELS, "all"}
-    assert {e.value for e in BenchLoss} == {*BENCH_LOSSES, "all"}
-    assert {e.value for e in PixelLoss} == {*PIXEL_LOSSES, "all"}
-    assert {e.value for e in MnistModelName} == {*GENERATOR_MODELS, "all"}
-    assert {e.value for e in SpaceName} == set(SPACES)
-    assert {e.value for e in LutFormat} == set(LUT_FORMATS)
-    assert {e.value for e in LutMethod} == set(LUT_METHODS)
+    expected = {
+        ("transfer", "model"): list(MODELS),
+        ("transfer", "loss"): list(LOSSES),
+        ("transfer", "estimator"): list(ESTIMATORS),
+        ("transfer", "init"): list(INITS),
+        ("transfer", "device"): list(DEVICES),
+        ("transfer", "space"): list(SPACES),
+        ("lut", "fmt"): list(LUT_FORMATS),
+        ("lut", "method"): list(LUT_METHODS),
+        ("bench gaussian", "model"): [*BENCH_MODELS, "all"],
+        ("bench gaussian", "loss"): [*BENCH_LOSSES, "all"],
+        ("bench pixels", "loss"): [*PIXEL_LOSSES, "all"],
+        ("mnist", "model"): [*GENERATOR_MODELS, "all"],
+    }
+    found = {key: _choices(key[0].split(), key[1]) for key in expected}
+    assert {k: sorted(v) for k, v in found.items()} == {k: sorted(v) for k, v in expected.items()}
+
+
+def test_choices_follow_the_registry_they_are_built_from() -> None:
+    from otcolor.cli.options import choices
+
+    registry = {"b": 1, "a": 2}
+    enum = choices("Demo", registry, "doc", all_=True)
+    assert [e.value for e in enum] == ["b", "a", "all"] and enum("a") == "a"
+    registry["c"] = 3  # built once: a later key is not a choice
+    assert "c" not in {e.value for e in enum}
 
 
 def test_defaults_are_valid_choices(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,4 +10,5 @@ from . import mnist_cmd  # noqa: F401  (registers ``otcolor mnist``)
 from . import maps_cmd  # noqa: F401  (registers ``otcolor apply``, ``lut`` and ``video``)
 from . import preview_cmd  # noqa: F401  (registers ``otcolor preview``)
 from . import bench_cmd  # noqa: F401  (registers ``otcolor bench ...``)
-from ._app import DeviceName, InitName, LossName, ModelName, app, main
+from ._app import app, main
+from .options import DeviceName, InitName, LossName, ModelName

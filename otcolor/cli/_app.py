@@ -11,11 +11,7 @@ __all__ = [
     "MAX_SEED",
     "MIN_SAMPLES",
     "Command",
-    "DeviceName",
     "Group",
-    "InitName",
-    "LossName",
-    "ModelName",
     "app",
     "finite",
     "json_safe",
@@ -30,7 +26,6 @@ __all__ = [
 import dataclasses
 import json
 import math
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -52,48 +47,6 @@ from typer.core import TyperCommand, TyperGroup
 from .. import __version__
 from ..errors import EXIT_CODES, OtcolorError
 from ..interrupts import INTERRUPTED, ignore_further_interrupts
-
-
-class ModelName(str, Enum):
-    r"""Map architectures, the keys of :data:`otcolor.models.MODELS`."""
-
-    cmgn = "cmgn"
-    mmgn = "mmgn"
-    icnn = "icnn"
-
-
-class LossName(str, Enum):
-    r"""Training losses, the keys of :data:`otcolor.losses.LOSSES`."""
-
-    ot = "ot"
-    sliced = "sliced"
-    kl = "kl"
-    wgan = "wgan"
-
-
-class EstimatorName(str, Enum):
-    r"""Estimators of the OT map for loss ``ot``, the keys of
-    :data:`otcolor.transfer.ESTIMATORS`."""
-
-    full = "full"
-    plan = "plan"
-
-
-class InitName(str, Enum):
-    r"""Starting points of the map."""
-
-    gaussian = "gaussian"
-    identity = "identity"
-
-
-class DeviceName(str, Enum):
-    r"""Where to train; ``auto`` picks CUDA, then MPS, then the CPU."""
-
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
-    mps = "mps"
-
 
 # Click's exceptions (usage errors, bad parameters) carry their own exit code and message.
 # Typer vendors Click from 0.27 on, so the class is found through a public subclass.

@@ -3,7 +3,6 @@ r"""``otcolor bench gaussian|gmm|pixels|known``: benchmarks with known answers, 
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +15,6 @@ from ._app import (
     EPILOG,
     MAX_SEED,
     Command,
-    DeviceName,
     Group,
     app,
     json_safe,
@@ -24,7 +22,16 @@ from ._app import (
     stderr_console,
     versions,
 )
-from .transfer_cmd import RegrainOption
+from .options import (
+    BenchLoss,
+    BenchModel,
+    DeviceName,
+    ForceOption,
+    JsonOption,
+    PixelLoss,
+    QuietOption,
+    RegrainOption,
+)
 
 bench_app = typer.Typer(
     cls=Group,
@@ -34,35 +41,6 @@ bench_app = typer.Typer(
     epilog=EPILOG,
 )
 app.add_typer(bench_app, name="bench")
-
-
-class BenchModel(str, Enum):
-    r"""Architectures of :data:`otcolor.bench.common.BENCH_MODELS`, or all of them."""
-
-    cmgn = "cmgn"
-    mmgn = "mmgn"
-    icnn = "icnn"
-    all = "all"
-
-
-class BenchLoss(str, Enum):
-    r"""Losses of :data:`otcolor.bench.common.BENCH_LOSSES`, or all of them."""
-
-    kl = "kl"
-    wgan = "wgan"
-    sliced = "sliced"
-    all = "all"
-
-
-class PixelLoss(str, Enum):
-    r"""Losses of :data:`otcolor.bench.pixels.PIXEL_LOSSES` (``ot``: the colour pipeline's
-    default), or all of them."""
-
-    ot = "ot"
-    kl = "kl"
-    wgan = "wgan"
-    sliced = "sliced"
-    all = "all"
 
 
 ModelOption = Annotated[BenchModel, typer.Option("--model", help="Map architecture, or all.")]
@@ -83,11 +61,6 @@ OutOption = Annotated[
         show_default=False,
     ),
 ]
-JsonOption = Annotated[
-    bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else.")
-]
-ForceOption = Annotated[bool, typer.Option("--force", help="Replace existing files in --out.")]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 
 def _run(

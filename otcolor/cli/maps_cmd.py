@@ -3,7 +3,6 @@ r"""``otcolor apply``, ``otcolor lut`` and ``otcolor video``: reuse one fitted l
 from __future__ import annotations
 
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -20,9 +19,6 @@ from ._app import (
     MAX_SEED,
     MIN_SAMPLES,
     Command,
-    DeviceName,
-    LossName,
-    ModelName,
     app,
     emit_json,
     finite,
@@ -32,9 +28,17 @@ from ._app import (
     stderr_console,
     versions,
 )
-from .transfer_cmd import (
-    _LOOK,
+from .options import (
+    LOOK_PANEL,
+    DeviceName,
+    ForceOption,
+    JsonOption,
+    LossName,
     LuminanceOption,
+    LutFormat,
+    LutMethod,
+    ModelName,
+    QuietOption,
     RegrainOption,
     SaveMapOption,
     SpaceName,
@@ -42,21 +46,6 @@ from .transfer_cmd import (
 )
 
 _DEFAULTS = transfer_lib.TransferConfig()
-
-
-class LutFormat(str, Enum):
-    r"""3-D LUT file formats."""
-
-    cube = "cube"
-    csp = "csp"
-    hald = "hald"
-
-
-class LutMethod(str, Enum):
-    r"""How LUT entries are chosen (:data:`otcolor.io.lut.LUT_METHODS`)."""
-
-    fit = "fit"
-    nodes = "nodes"
 
 
 @app.command(cls=Command, epilog=EPILOG)
@@ -82,7 +71,7 @@ def apply(
             max=1.0,
             help="Override the map's strength: t in x + t (T(x) - x).",
             show_default=False,
-            rich_help_panel=_LOOK,
+            rich_help_panel=LOOK_PANEL,
         ),
     ] = None,
     regrain: RegrainOption = True,
@@ -99,13 +88,9 @@ def apply(
     max_pixels: Annotated[
         int | None, typer.Option(min=1, help="Largest accepted input, in pixels.")
     ] = _DEFAULTS.max_pixels,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else.")
-    ] = False,
-    force: Annotated[
-        bool, typer.Option("--force", help="Overwrite existing outputs (never an input).")
-    ] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    json_output: JsonOption = False,
+    force: ForceOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     r"""Apply a saved map to images: exactly what transfer wrote for its source, on the CPU."""
 
@@ -188,10 +173,8 @@ def lut(
             "(least squares); nodes: the map sampled at the grid points.",
         ),
     ] = LutMethod.fit,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else.")
-    ] = False,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
+    json_output: JsonOption = False,
+    force: ForceOption = False,
 ) -> None:
     r"""Bake a saved map into a 3-D LUT for ffmpeg (lut3d), Resolve, Premiere, OCIO, G'MIC..."""
 
@@ -281,16 +264,14 @@ def video(
             max=1.0,
             help="t in x + t (T(x) - x) (default 1, or the map's).",
             show_default=False,
-            rich_help_panel=_LOOK,
+            rich_help_panel=LOOK_PANEL,
         ),
     ] = None,
     preserve_luminance: LuminanceOption = False,
     save_map: SaveMapOption = None,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else.")
-    ] = False,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    json_output: JsonOption = False,
+    force: ForceOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     r"""Recolour a clip with ONE map (fitted on frames across it, or --map): no flicker.
 

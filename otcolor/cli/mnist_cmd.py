@@ -19,8 +19,6 @@ from ._app import (
     EPILOG,
     MAX_SEED,
     Command,
-    DeviceName,
-    LossName,
     app,
     finite,
     json_safe,
@@ -29,6 +27,7 @@ from ._app import (
     stderr_console,
     versions,
 )
+from .options import DeviceName, LossName
 
 _DEFAULTS = generate.MnistConfig()
 

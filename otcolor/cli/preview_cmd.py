@@ -9,7 +9,7 @@ import typer
 
 from .. import preview as preview_lib
 from ._app import EPILOG, Command, app, emit_json, print_warnings, printable, stderr_console
-from .transfer_cmd import RegrainOption
+from .options import ForceOption, JsonOption, RegrainOption
 
 _DEFAULTS = preview_lib.PreviewConfig()
 
@@ -42,10 +42,8 @@ def preview(
         ),
     ] = None,
     seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seeds the fits.")] = 0,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else.")
-    ] = False,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing output.")] = False,
+    json_output: JsonOption = False,
+    force: ForceOption = False,
 ) -> None:
     r"""Fit one look per smoothness at preview size and write a labelled contact sheet."""
 

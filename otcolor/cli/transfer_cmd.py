@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -19,11 +18,6 @@ from ._app import (
     MAX_SEED,
     MIN_SAMPLES,
     Command,
-    DeviceName,
-    EstimatorName,
-    InitName,
-    LossName,
-    ModelName,
     app,
     finite,
     json_safe,
@@ -32,92 +26,27 @@ from ._app import (
     stderr_console,
     versions,
 )
+from .options import (
+    DeviceName,
+    EstimatorName,
+    ForceOption,
+    InitName,
+    JsonOption,
+    LossName,
+    LuminanceOption,
+    LutOption,
+    LutSizeOption,
+    MaskOption,
+    ModelName,
+    QuietOption,
+    RegrainOption,
+    SaveMapOption,
+    SpaceName,
+    SpaceOption,
+    StrengthOption,
+)
 
 _DEFAULTS = transfer_lib.TransferConfig()
-
-
-# Options of issue 5 (looks, masks, map and LUT outputs), shared with otcolor.cli.maps_cmd.
-class SpaceName(str, Enum):
-    r"""Colour spaces a map is fitted and applied in (:data:`otcolor.color.SPACES`)."""
-
-    rgb = "rgb"
-    lab = "lab"
-
-
-_LOOK = "Look"
-SpaceOption = Annotated[
-    SpaceName,
-    typer.Option(
-        help="Fit and apply in sRGB, or in CIELAB (D65, exact both ways).",
-        rich_help_panel=_LOOK,
-    ),
-]
-StrengthOption = Annotated[
-    float,
-    typer.Option(
-        callback=finite,
-        min=0.0,
-        max=1.0,
-        help="t in x + t (T(x) - x): 0 leaves the image as it is, 1 applies the full map.",
-        rich_help_panel=_LOOK,
-    ),
-]
-LuminanceOption = Annotated[
-    bool,
-    typer.Option(
-        "--preserve-luminance",
-        help="Keep each pixel's lightness (CIELAB L*); take only the mapped colour's chroma.",
-        rich_help_panel=_LOOK,
-    ),
-]
-RegrainOption = Annotated[
-    bool,
-    typer.Option(
-        "--regrain/--no-regrain",
-        help=(
-            "Fit the map on the image's base layer and keep its grain (spatial: no amplified "
-            "noise or JPEG blocks). --no-regrain: the pure colour map, same colour in, same out."
-        ),
-        rich_help_panel=_LOOK,
-    ),
-]
-MaskOption = Annotated[
-    Path | None,
-    typer.Option(
-        exists=True,
-        dir_okay=False,
-        help="Mask image of the same size (white = yes).",
-        rich_help_panel="Masks",
-    ),
-]
-SaveMapOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--save-map",
-        dir_okay=False,
-        help="Also save the fitted look as a map file (.otmap) for apply, lut and video.",
-        rich_help_panel="Outputs",
-    ),
-]
-LutOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--lut",
-        dir_okay=False,
-        help="Also write the look as a 3-D LUT: .cube, or .png for a HaldCLUT.",
-        rich_help_panel="Outputs",
-    ),
-]
-LutSizeOption = Annotated[
-    int | None,
-    typer.Option(
-        "--lut-size",
-        min=2,
-        help="LUT points per axis (default 33 for .cube, 64 for Hald).",
-        show_default=False,
-        rich_help_panel="Outputs",
-    ),
-]
 
 
 @app.command(cls=Command, epilog=EPILOG)
@@ -224,19 +153,9 @@ def transfer(
     save_map: SaveMapOption = None,
     lut: LutOption = None,
     lut_size: LutSizeOption = None,
-    json_output: Annotated[
-        bool,
-        typer.Option("--json", help="Print one JSON object on stdout, nothing else."),
-    ] = False,
-    force: Annotated[
-        bool, typer.Option("--force", help="Overwrite an existing output (never an input).")
-    ] = False,
-    quiet: Annotated[
-        bool,
-        typer.Option(
-            "--quiet", "-q", help="No progress bar or summary; warnings still go to stderr."
-        ),
-    ] = False,
+    json_output: JsonOption = False,
+    force: ForceOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     r"""Fit a transport map from SOURCE's colours to TARGET's and apply it to SOURCE."""
 
