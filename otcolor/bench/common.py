@@ -30,6 +30,7 @@ from ..errors import OutputError, UsageError
 from ..io import write_atomically
 from ..losses import LOSSES
 from ..models import MODELS
+from ..serial import json_safe
 
 #: The architectures every benchmark compares (``all``), in table order.
 BENCH_MODELS: tuple[str, ...] = ("cmgn", "mmgn", "icnn")
@@ -189,19 +190,7 @@ def write_text_atomic(path: Path, text: str, overwrite: bool = True) -> None:
 def write_json_atomic(path: Path, payload: dict[str, Any], overwrite: bool = True) -> None:
     r"""Writes ``payload`` as indented JSON, atomically (NaN/inf become ``null``)."""
 
-    write_text_atomic(path, json.dumps(_finite(payload), indent=2) + "\n", overwrite)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
+    write_text_atomic(path, json.dumps(json_safe(payload), indent=2) + "\n", overwrite)
 
 
 def results_dict(results: Sequence[BenchResult]) -> list[dict[str, Any]]:

@@ -26,7 +26,6 @@ __all__ = [
 import dataclasses
 import json
 import math
-from pathlib import Path
 from typing import Annotated, Any
 
 import PIL
@@ -47,6 +46,7 @@ from typer.core import TyperCommand, TyperGroup
 from .. import __version__
 from ..errors import EXIT_CODES, OtcolorError
 from ..interrupts import INTERRUPTED, ignore_further_interrupts
+from ..serial import json_safe
 
 # Click's exceptions (usage errors, bad parameters) carry their own exit code and message.
 # Typer vendors Click from 0.27 on, so the class is found through a public subclass.
@@ -217,20 +217,6 @@ def printable(text: str) -> str:
     )
 
 
-def json_safe(value: Any) -> Any:
-    r"""Replaces NaN and infinities by ``null``, which strict JSON parsers require."""
-
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def stderr_console() -> Console:
     r"""The console for progress bars, warnings and errors (stdout is kept for results)."""
 
@@ -271,8 +257,9 @@ def print_warnings(warnings: list[str]) -> None:
 
 
 def emit_json(result: object, **extra: object) -> None:
-    r"""A result dataclass and ``extra`` keys as one JSON object on stdout, with
-    :func:`versions`."""
+    r"""A result (a dataclass or a dict) and ``extra`` keys as one strict JSON object on stdout,
+    with :func:`versions`: every command's ``--json`` goes through here."""
 
-    payload = {**dataclasses.asdict(result), **extra, "versions": versions()}  # type: ignore[call-overload]
+    fields = result if isinstance(result, dict) else dataclasses.asdict(result)  # type: ignore[call-overload]
+    payload = {**fields, **extra, "versions": versions()}
     typer.echo(json.dumps(json_safe(payload)))

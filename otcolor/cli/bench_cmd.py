@@ -2,7 +2,6 @@ r"""``otcolor bench gaussian|gmm|pixels|known``: benchmarks with known answers, 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +16,7 @@ from ._app import (
     Command,
     Group,
     app,
-    json_safe,
+    emit_json,
     make_progress,
     stderr_console,
     versions,
@@ -102,7 +101,7 @@ def _run(
         payload["versions"] = versions()
         if out is not None:
             payload["out"] = str(out)
-        typer.echo(json.dumps(json_safe(payload)))
+        emit_json(payload)
         return
     _print_table(report, out)
 

@@ -2,7 +2,6 @@ r"""``otcolor apply``, ``otcolor lut`` and ``otcolor video``: reuse one fitted l
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -22,7 +21,6 @@ from ._app import (
     app,
     emit_json,
     finite,
-    json_safe,
     make_progress,
     print_warnings,
     stderr_console,
@@ -194,7 +192,7 @@ def lut(
             "space": look.space,
             "versions": versions(),
         }
-        typer.echo(json.dumps(json_safe(payload)))
+        emit_json(payload)
         return
     typer.echo(f"{format_name} LUT, {size} points per axis -> {output}")
 

@@ -3,7 +3,6 @@ r"""``otcolor transfer``: fit a colour map between two images and apply it."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -19,8 +18,8 @@ from ._app import (
     MIN_SAMPLES,
     Command,
     app,
+    emit_json,
     finite,
-    json_safe,
     make_progress,
     printable,
     stderr_console,
@@ -205,7 +204,7 @@ def transfer(
         payload = dataclasses.asdict(result)
         payload["output"] = str(result.output)
         payload["versions"] = versions()
-        typer.echo(json.dumps(json_safe(payload)))
+        emit_json(payload)
         return
 
     if not quiet:
