@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from otcolor.color import Look, apply_look
-from otcolor.fit import TransferConfig, fit_color_map, sample_pixels
+from otcolor.fit import FitSettings, fit_color_map, sample_pixels
 from otcolor.io import load_image, save_image
 
 source_path, target_path, output_path = (
@@ -38,7 +38,7 @@ y = sample_pixels(target, 50_000, rng)
 # C-MGN (a monotone gradient network) by L-BFGS; ``smoothness`` trades closeness for less
 # amplification of small colour differences.
 
-fitted = fit_color_map(x, y, TransferConfig(model="cmgn", smoothness=4.0, seed=0))
+fitted = fit_color_map(x, y, FitSettings(model="cmgn", smoothness=4.0, seed=0))
 print(f"fitted in {fitted.seconds:.1f} s, {len(fitted.history['loss'])} iterations")
 
 #####################################################################

@@ -14,7 +14,7 @@ __all__ = [
     "INITS",
     "LOSS_SETTINGS",
     "FittedMap",
-    "TransferConfig",
+    "FitSettings",
     "fit_color_map",
     "ot_plan_pairs",
     "sample_pixels",
@@ -22,19 +22,18 @@ __all__ = [
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from .atoms import WeightedColors, source_atoms, target_atoms
-from .color import SPACES
 from .device import first_line, is_out_of_memory, release_device_memory, resolve_device
 from .errors import InputError, TrainingError, UsageError
 from .estimate import EstimatorConfig, fit_brenier
 from .gaussian import bures_map, moments
-from .io import DEFAULT_MAX_PIXELS, LoadedImage
+from .io import LoadedImage
 from .losses import LOSSES, SlicedW2, WeightedSlicedW2, build_loss, ot_assignment
 from .models import MODELS, AffineMap, ColorMap, ConstantMap, build_model
 from .train import FitConfig, RegressionConfig, fit, fit_regression
@@ -86,8 +85,10 @@ DEFAULT_SMOOTHNESS: dict[bool, float] = {True: 0.3, False: 0.6}
 
 
 @dataclass
-class TransferConfig:
-    r"""Settings of a colour transfer; the defaults are tuned on photographs in general."""
+class FitSettings:
+    r"""How a colour map is fitted (:func:`fit_color_map`); the defaults are tuned on photographs
+    in general. File, look and apply settings are :class:`otcolor.transfer.TransferConfig`'s,
+    which extends this class."""
 
     model: str = "cmgn"  # a key of otcolor.models.MODELS
     loss: str = "ot"  # a key of otcolor.losses.LOSSES
@@ -101,8 +102,8 @@ class TransferConfig:
     pairs: int = 4000  # estimator "plan": source/target pairs of the exact OT plan
     chunk: int = 1000  # estimator "plan": the plan is solved exactly on chunks of this many pairs
     batch_size: int = 4096  # pixels per step (Adam losses)
-    # Trades closeness to the target for a smoother map (see README); None: DEFAULT_SMOOTHNESS
-    # of the path (`regrain` on or off), resolved when the config is made.
+    # Trades closeness to the target for a smoother map (see README); None: the pure map's
+    # DEFAULT_SMOOTHNESS (TransferConfig picks the regrain's when it regrains).
     smoothness: float | None = None
     init: str = "gaussian"  # "gaussian" (closed-form OT map) or "identity"
     fallback: bool = True  # use the closed-form Gaussian map when the learned one fits worse
@@ -110,13 +111,6 @@ class TransferConfig:
     lr: float | None = None  # None: the loss's default (LOSS_SETTINGS)
     device: str = "auto"  # auto, cpu, cuda or mps
     seed: int = 0  # seeds pixel sampling, initialisation and training
-    quality: int = 95  # JPEG/WebP quality of the output
-    max_pixels: int | None = DEFAULT_MAX_PIXELS  # refuse larger inputs (decompression bombs)
-    chunk_size: int = 1 << 18  # pixels per forward pass when applying, bounds memory
-    space: str = "rgb"  # fit and apply in "rgb" (sRGB) or "lab" (CIELAB)
-    strength: float = 1.0  # t in x + t (T(x) - x): 0 is the identity, 1 the full map
-    preserve_luminance: bool = False  # keep each pixel's CIELAB lightness
-    regrain: bool = True  # fit on the base layer, keep the grain (otcolor.regrain); off: pure map
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -129,26 +123,28 @@ class TransferConfig:
             )
         if self.init not in INITS:
             raise UsageError(f"unknown init {self.init!r}", "choose gaussian or identity")
-        for name in ("steps", "samples", "atoms", "pairs", "chunk", "batch_size", "chunk_size"):
+        for name in ("steps", "samples", "atoms", "pairs", "chunk", "batch_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise UsageError(f"{name} must be at least 1, got {value}")
         if self.smoothness is None:
-            self.smoothness = DEFAULT_SMOOTHNESS[self.regrain]
+            self.smoothness = DEFAULT_SMOOTHNESS[False]
         if self.smoothness < 0:
             raise UsageError(f"smoothness must be >= 0, got {self.smoothness}")
         if self.lr is not None and not self.lr > 0:
             raise UsageError(f"lr must be positive, got {self.lr}")
-        if self.space not in SPACES:
-            raise UsageError(f"unknown space {self.space!r}", f"choose one of {list(SPACES)}")
-        if not 0.0 <= self.strength <= 1.0:
-            raise UsageError(f"strength must be in [0, 1], got {self.strength}")
 
     @property
     def total_steps(self) -> int:
         r"""The number of training steps this config runs (``steps`` or the loss's default)."""
 
         return int(self.steps if self.steps is not None else LOSS_SETTINGS[self.loss]["steps"])
+
+    @property
+    def fit(self) -> FitSettings:
+        r"""The fit settings alone (a :class:`FitSettings`, also of a subclass's instance)."""
+
+        return FitSettings(**{f.name: getattr(self, f.name) for f in fields(FitSettings)})
 
 
 def sample_pixels(
@@ -214,7 +210,7 @@ class FittedMap:
 def fit_color_map(
     source: np.ndarray,
     target: np.ndarray,
-    config: TransferConfig | None = None,
+    config: FitSettings | None = None,
     callback: Callback | None = None,
 ) -> FittedMap:
     r"""Fits a monotone map pushing the ``source`` colours onto the ``target`` colours.
@@ -226,10 +222,13 @@ def fit_color_map(
     Arguments:
         source: source colours, with shape :math:`(N, 3)`, in :math:`[0, 1]`.
         target: target colours, with shape :math:`(M, 3)`, in :math:`[0, 1]`.
-        config: the settings (model, loss, steps, ...).
+        config: the fit settings (model, loss, steps, ...). A
+            :class:`~otcolor.transfer.TransferConfig` is read as its :attr:`~FitSettings.fit`;
+            one with a non-sRGB ``space`` is refused rather than silently fitted in sRGB.
         callback: called as ``callback(step, logs)`` after every training step.
 
     Raises:
+        UsageError: ``config`` has a ``space`` other than ``"rgb"``.
         TrainingError: training diverged, ran out of device memory, or (with ``strict``) the
             learned map fits worse than the closed-form Gaussian map.
 
@@ -237,13 +236,19 @@ def fit_color_map(
         >>> import numpy as np
         >>> rng = np.random.default_rng(0)
         >>> day, sunset = rng.random((2000, 3)), rng.random((2000, 3)) ** 2  # sunset: darker
-        >>> fitted = fit_color_map(day, sunset, TransferConfig(steps=20, samples=2000, device="cpu"))
+        >>> fitted = fit_color_map(day, sunset, FitSettings(steps=20, samples=2000, device="cpu"))
         >>> mapped = fitted.map(torch.from_numpy(day).float()).detach().numpy()
         >>> bool(abs(mapped.mean() - sunset.mean()) < 0.02)  # the mean moves to the target's
         True
     """
 
-    config = config or TransferConfig()
+    config = config or FitSettings()
+    if getattr(config, "space", "rgb") != "rgb":  # a TransferConfig: its look is not for fitting
+        raise UsageError(
+            f"fit_color_map fits the colours it is given; it cannot honour space={config.space!r}",
+            "convert both with otcolor.color.to_space and pass config.fit, or call transfer()",
+        )
+    config = config.fit
     try:
         return _fit_color_map(source, target, config, callback)
     except RuntimeError as err:  # torch.cuda.OutOfMemoryError is a RuntimeError
@@ -257,7 +262,7 @@ def fit_color_map(
 
 
 def _fit_color_map(
-    source: np.ndarray, target: np.ndarray, config: TransferConfig, callback: Callback | None
+    source: np.ndarray, target: np.ndarray, config: FitSettings, callback: Callback | None
 ) -> FittedMap:
     r"""The body of :func:`fit_color_map`, which turns running out of memory into an error."""
 

@@ -26,7 +26,7 @@ from PIL import Image
 
 from .color import Look, apply_look
 from .errors import UsageError
-from .fit import TransferConfig, fit_color_map
+from .fit import FitSettings, fit_color_map
 from .io import check_output_path, load_image, write_atomically
 from .metrics import amp999, sliced_w2
 from .regrain import REGRAIN, base_colors, regrain
@@ -162,9 +162,8 @@ def preview(
     settings: list[PreviewSetting] = []
     for done, smoothness in enumerate(config.smoothness, 1):
         began = time.perf_counter()
-        fit_config = TransferConfig(
+        fit_config = FitSettings(
             smoothness=float(smoothness),
-            regrain=config.regrain,
             steps=config.steps,
             seed=config.seed,
             device="cpu",

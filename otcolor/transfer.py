@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .color import Look, apply_look, to_space
+from .color import SPACES, Look, apply_look, to_space
 from .device import first_line, release_device_memory, resolve_device
-from .errors import OutOfDeviceMemory, TrainingError
-from .fit import Callback, TransferConfig, fit_color_map, sample_pixels
+from .errors import OutOfDeviceMemory, TrainingError, UsageError
+from .fit import DEFAULT_SMOOTHNESS, Callback, FitSettings, fit_color_map, sample_pixels
 from .io import (
+    DEFAULT_MAX_PIXELS,
     LoadedImage,
     all_finite,
     check_distinct_outputs,
@@ -35,6 +36,29 @@ from .io.mapfile import fingerprint
 from .io.mapfile import save_map as write_map
 from .metrics import sliced_w2
 from .regrain import REGRAIN, base_colors, regrain
+
+
+@dataclass
+class TransferConfig(FitSettings):
+    r"""Settings of a file-level colour transfer: the fit settings (:class:`FitSettings`, which
+    :func:`~otcolor.fit.fit_color_map` receives as :attr:`fit`) and how files are read and
+    written and the look is applied."""
+
+    quality: int = 95  # JPEG/WebP quality of the output
+    max_pixels: int | None = DEFAULT_MAX_PIXELS  # refuse larger inputs (decompression bombs)
+    space: str = "rgb"  # fit and apply in "rgb" (sRGB) or "lab" (CIELAB)
+    strength: float = 1.0  # t in x + t (T(x) - x): 0 is the identity, 1 the full map
+    preserve_luminance: bool = False  # keep each pixel's CIELAB lightness
+    regrain: bool = True  # fit on the base layer, keep the grain (otcolor.regrain); off: pure map
+
+    def __post_init__(self) -> None:
+        if self.smoothness is None:
+            self.smoothness = DEFAULT_SMOOTHNESS[self.regrain]
+        super().__post_init__()
+        if self.space not in SPACES:
+            raise UsageError(f"unknown space {self.space!r}", f"choose one of {list(SPACES)}")
+        if not 0.0 <= self.strength <= 1.0:
+            raise UsageError(f"strength must be in [0, 1], got {self.strength}")
 
 
 @dataclass
@@ -184,7 +208,7 @@ def transfer(
         x = sample_pixels(source_image, config.samples, rng, mask=masks["source"])
         y = sample_pixels(target_image, config.samples, rng, mask=masks["target"])
     space = config.space
-    fitted = fit_color_map(to_space(x, space), to_space(y, space), config, callback)
+    fitted = fit_color_map(to_space(x, space), to_space(y, space), config.fit, callback)
     warnings += fitted.warnings
 
     # One route for every consumer (apply, LUTs, video): see otcolor.color.

@@ -29,7 +29,7 @@ import numpy as np
 from .color import ColorTable, Look, apply_look, to_space
 from .device import resolve_device
 from .errors import InputError, OutputError, UsageError
-from .fit import TransferConfig, fit_color_map, sample_pixels
+from .fit import fit_color_map, sample_pixels
 from .io import (
     check_distinct_outputs,
     check_output_path,
@@ -41,7 +41,7 @@ from .io.mapfile import fingerprint
 from .io.mapfile import save_map as write_map
 from .regrain import base_colors
 from .regrain import regrain as regrain_frame
-from .transfer import sample_base
+from .transfer import TransferConfig, sample_base
 
 _HINT_FFMPEG = "install ffmpeg (e.g. 'apt install ffmpeg' or 'brew install ffmpeg') and retry"
 
@@ -289,7 +289,7 @@ def transfer_video(
         else:
             y = sample_pixels(target, config.samples, rng)
         fitted = fit_color_map(
-            to_space(x, config.space), to_space(y, config.space), config, fit_callback
+            to_space(x, config.space), to_space(y, config.space), config.fit, fit_callback
         )
         warnings += fitted.warnings
         fit_seconds = fitted.seconds

@@ -58,8 +58,7 @@ def test_the_benchmark_scores_what_transfer_ships(
     images: tuple[Path, Path], tmp_path: Path, regrain: bool
 ) -> None:
     from otcolor.bench.pixels import FIGURE_POINTS
-    from otcolor.fit import TransferConfig
-    from otcolor.transfer import transfer
+    from otcolor.transfer import TransferConfig, transfer
 
     config = PixelsBenchConfig(steps=5, samples=300, device="cpu", baselines=(), regrain=regrain)
     report = run_pixels(*images, models=["cmgn"], losses=["sliced"], config=config)

@@ -138,7 +138,7 @@ def test_choices_follow_the_registry_they_are_built_from() -> None:
 
 
 def test_defaults_are_valid_choices(monkeypatch: pytest.MonkeyPatch) -> None:
-    config = otcolor.fit.TransferConfig()
+    config = otcolor.transfer.TransferConfig()
     for enum, default in [
         (ModelName, config.model),
         (LossName, config.loss),
@@ -148,9 +148,9 @@ def test_defaults_are_valid_choices(monkeypatch: pytest.MonkeyPatch) -> None:
         assert default in {e.value for e in enum}
     # Every init the CLI offers is accepted by the library (an unknown one is rejected) ...
     for init in InitName:
-        assert otcolor.fit.TransferConfig(init=init.value).init == init.value
+        assert otcolor.transfer.TransferConfig(init=init.value).init == init.value
     with pytest.raises(otcolor.errors.UsageError, match="unknown init"):
-        otcolor.fit.TransferConfig(init="nope")
+        otcolor.transfer.TransferConfig(init="nope")
     # ... and every device it offers is one resolve_device knows, where all are available.
     from otcolor.device import resolve_device
 
@@ -427,7 +427,7 @@ def test_options_reach_the_config(
         output,
         True,
     )
-    assert isinstance(config, otcolor.fit.TransferConfig)
+    assert isinstance(config, otcolor.transfer.TransferConfig)
     assert (config.model, config.loss, config.steps, config.samples, config.smoothness) == (
         "icnn",
         "kl",

@@ -10,8 +10,9 @@ from PIL import Image
 from otcolor.bench.known import pair_seed, psnr
 from otcolor.bench.maps import draw_map
 from otcolor.color import Look, apply_look
-from otcolor.fit import TransferConfig, fit_color_map
+from otcolor.fit import fit_color_map
 from otcolor.gaussian import bures_map, moments
+from otcolor.transfer import TransferConfig
 
 PHOTO = Path(__file__).resolve().parents[1] / "benchmarks" / "images" / "chelsea.jpg"
 

@@ -136,8 +136,9 @@ def test_every_truncation_of_a_seed(tmp_path: Path, name: str) -> None:
 @pytest.fixture(scope="module")
 def map_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     from otcolor.color import Look
-    from otcolor.fit import TransferConfig, fit_color_map
+    from otcolor.fit import fit_color_map
     from otcolor.io.mapfile import save_map
+    from otcolor.transfer import TransferConfig
 
     rng = np.random.default_rng(0)
     x, y = rng.random((300, 3), np.float32), rng.random((300, 3), np.float32) ** 2

@@ -27,12 +27,11 @@ import otcolor.io.png16
 from otcolor import _entry
 from otcolor.color import Look
 from otcolor.errors import InputError, OtcolorError, OutputError, TrainingError, UsageError
-from otcolor.fit import TransferConfig
 from otcolor.io import LoadedImage, load_image, save_image, write_atomically
 from otcolor.io.mapfile import load_map, save_map
 from otcolor.mnist import classifier
 from otcolor.models import AffineMap, ColorMap
-from otcolor.transfer import transfer
+from otcolor.transfer import TransferConfig, transfer
 
 
 @pytest.fixture

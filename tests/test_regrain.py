@@ -12,11 +12,11 @@ from torch import Tensor, nn
 
 import otcolor.regrain as regrain_mod
 from otcolor.color import Look, apply_look
-from otcolor.fit import TransferConfig, fit_color_map, sample_pixels
+from otcolor.fit import fit_color_map, sample_pixels
 from otcolor.io import load_image
 from otcolor.models import ConstantMap
 from otcolor.regrain import RegrainConfig, base_colors, guided_filter, regrain
-from otcolor.transfer import transfer
+from otcolor.transfer import TransferConfig, transfer
 
 FAST = dict(steps=5, samples=500, device="cpu")
 

@@ -31,7 +31,8 @@ import otcolor.transfer
 from otcolor.cli import app
 from otcolor.color import BLOCK, Look, apply_look, keys_of
 from otcolor.errors import EXIT_CODES, OutOfDeviceMemory, TrainingError
-from otcolor.fit import TransferConfig, fit_color_map
+from otcolor.fit import fit_color_map
+from otcolor.transfer import TransferConfig
 
 FAST = ["--steps", "3", "--samples", "300", "--device", "cpu"]
 ORIENTATION, MAKE = 0x0112, 0x010F

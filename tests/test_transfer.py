@@ -7,9 +7,9 @@ from PIL import Image
 
 from otcolor.color import Look, apply_look
 from otcolor.errors import UsageError
-from otcolor.fit import TransferConfig, fit_color_map
+from otcolor.fit import fit_color_map
 from otcolor.models import ColorMap
-from otcolor.transfer import transfer
+from otcolor.transfer import TransferConfig, transfer
 
 
 def _apply(color_map: torch.nn.Module, rgb: np.ndarray) -> np.ndarray:
@@ -158,3 +158,21 @@ def test_default_smoothness_follows_the_path() -> None:
     assert TransferConfig().smoothness == DEFAULT_SMOOTHNESS[True] == 0.3
     assert TransferConfig(regrain=False).smoothness == DEFAULT_SMOOTHNESS[False] == 0.6
     assert TransferConfig(smoothness=2.0, regrain=False).smoothness == 2.0
+
+
+def test_fit_settings_hold_no_file_or_look_settings() -> None:
+    from dataclasses import fields
+
+    from otcolor.fit import FitSettings
+
+    fit_names = {f.name for f in fields(FitSettings)}
+    assert not fit_names & {"space", "strength", "preserve_luminance", "regrain", "quality"}
+    config = TransferConfig(steps=7, seed=3, space="lab", strength=0.5, regrain=False)
+    assert config.fit == FitSettings(steps=7, seed=3, smoothness=0.6)
+    assert type(config.fit) is FitSettings
+
+
+def test_fit_color_map_refuses_a_space_it_would_ignore() -> None:
+    x = _photo(0).reshape(-1, 3)
+    with pytest.raises(UsageError, match="space='lab'"):
+        fit_color_map(x, x, TransferConfig(space="lab", **FAST))

@@ -37,11 +37,11 @@ from ..color import Look, apply_look
 from ..data import image_path
 from ..device import resolve_device
 from ..errors import UsageError
-from ..fit import TransferConfig, fit_color_map, sample_pixels
+from ..fit import fit_color_map, sample_pixels
 from ..io import load_image
 from ..metrics import evaluate_transfer, quantize
 from ..regrain import REGRAIN, base_colors, regrain
-from ..transfer import sample_base
+from ..transfer import TransferConfig, sample_base
 from .common import (
     BenchReport,
     BenchResult,
