@@ -26,6 +26,19 @@ def test_nearest_distances_exact() -> None:
     assert torch.allclose(nearest_distances(x, ref, chunk=2), expected)
 
 
+def test_nearest_distances_match_float64_search() -> None:
+    # The float32 search with float64 re-measuring must give the float64 brute force's answer,
+    # also with near-ties: pairs of rows nudged apart by less than float32 resolves, and
+    # queries next to them.
+    g = torch.Generator().manual_seed(6)
+    ref = torch.rand(3000, 784, generator=g)
+    ref[1::2] = ref[::2] + 1e-4 * torch.randn(1500, 784, generator=g)
+    x = torch.cat([torch.rand(200, 784, generator=g), ref[:100] + 1e-3])
+    brute = torch.cdist(x.double(), ref.double(), compute_mode="donot_use_mm_for_euclid_dist")
+    brute = brute.min(1).values
+    assert torch.allclose(nearest_distances(x, ref, chunk=64), brute, rtol=0, atol=1e-9)
+
+
 def test_memorisation_flags_training_digits() -> None:
     g = torch.Generator().manual_seed(0)
     train, test, fresh = _digits(2000, g), _digits(500, g), _digits(500, g)
