@@ -146,7 +146,7 @@ def main(argv: list[str]) -> int:
     p.add_argument("--log", type=Path, default=Path("mnist-latent-fits.jsonl"))
     args = p.parse_args(argv)
 
-    data = load_mnist(args.data, download=False)
+    data = load_mnist(args.data, False)
     train = torch.from_numpy(data.train_images.reshape(-1, 784))
     test = torch.from_numpy(data.test_images.reshape(-1, 784))
     labels = torch.from_numpy(data.train_labels)

@@ -73,9 +73,12 @@ def mnist(
         int, typer.Option(min=2, help="Latents and digits per step.", rich_help_panel="Model")
     ] = _DEFAULTS.batch_size,
     lr: Annotated[
-        float,
+        float | None,
         typer.Option(
-            callback=finite, help="Adam learning rate (positive).", rich_help_panel="Model"
+            callback=finite,
+            help="Adam learning rate (positive); default 1e-3, the seed's 1e-4 for --loss wgan.",
+            show_default=False,
+            rich_help_panel="Model",
         ),
     ] = _DEFAULTS.lr,
     samples: Annotated[
@@ -242,7 +245,7 @@ def _print_summary(result: generate.MnistResult) -> None:
     console.print(table)
     clf = result.classifier
     console.print(
-        f"PCA latent {result.latent}, loss {result.loss}, {result.steps} steps, batch {result.batch_size}, device {result.device}, "
+        f"PCA latent {result.latent}, loss {result.loss}, {result.steps} steps, batch {result.batch_size}, lr {result.lr:g}, device {result.device}, "
         f"seed {result.seed}; classifier test accuracy {clf['test_accuracy']:.4f}"
         f"{' (trained now, cached)' if clf['trained_now'] else ''}; {result.seconds:.1f} s in all",
         soft_wrap=True,

@@ -46,10 +46,11 @@ from torch import Tensor
 
 from ..errors import OutputError, UsageError
 from ..image import check_output_path, save_image
-from ..losses import LOSSES, build_loss
-from ..train import FitConfig, fit, resolve_device
+from ..losses import LOSSES
+from ..train import FitConfig, resolve_device
 from .classifier import ClassifierConfig, class_consistency, load_or_train_classifier, predict
 from .data import MnistData, cache_dir, load_mnist
+from .fitting import DEFAULT_LR, fit_latent
 from .gmm import GaussianMixtureConfig
 from .latent import GENERATOR_MODELS, PIXELS, LatentGenerator, build_generator, pca_basis, sample
 from .memorisation import nearest_distances
@@ -70,7 +71,7 @@ class MnistConfig:
     loss: str = "sliced"  # a key of otcolor.losses.LOSSES (see the README for the comparison)
     steps: int = 1200  # Adam steps per model
     batch_size: int = 256
-    lr: float = 1e-3
+    lr: float | None = None  # None: the loss's DEFAULT_LR (the seed's 1e-4 for wgan)
     device: str = "auto"
     seed: int = 0
     samples: int = 10_000  # generated digits scored (and test digits they are compared with)
@@ -99,7 +100,7 @@ class MnistConfig:
                 raise UsageError(f"{name.replace('_', ' ')} must be at least 1")
         if self.batch_size < 2:
             raise UsageError("the batch needs at least 2 digits")
-        if not self.lr > 0:
+        if self.lr is not None and not self.lr > 0:
             raise UsageError("the learning rate must be positive")
         if self.latent > PIXELS:
             raise UsageError(f"the latent has at most {PIXELS} coordinates")
@@ -137,6 +138,7 @@ class MnistResult:
     seconds: float
     latent: int = 50
     samples_out: str | None = None
+    lr: float | None = None  # the learning rate used
 
 
 def run_mnist(
@@ -252,44 +254,24 @@ def run_mnist(
         model = build_generator(
             name, train, config.seed, config.latent, config.nonlinear_scale
         ).to(device)
-        d = model.latent_features
-        targets = model.encode(train.to(device)).detach()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed + 1)  # the critic's initialisation (wgan)
-            loss = build_loss(
-                config.loss,
-                d,
-                generator=torch.Generator().manual_seed(config.seed + 1),
-                **({"reference": targets} if config.loss == "sliced" else {}),
-            ).to(device)
-        latents = torch.randn(
-            train.shape[0], d, generator=torch.Generator().manual_seed(config.seed + 2)
-        ).to(device)
+        latent_fit = fit_latent(model, train, config.loss, config.seed, device)
         report("evaluate", 0, 1, f"{name} at its start")
         start_metrics = score(sample(model, n_eval, config.seed + 3, device))
+        lr = config.lr if config.lr is not None else DEFAULT_LR[config.loss]
         fit_config = FitConfig(
-            steps=config.steps, batch_size=config.batch_size, lr=config.lr, seed=config.seed
+            steps=config.steps, batch_size=config.batch_size, lr=lr, seed=config.seed
         )
         # The one-step row: a copy (generator, and critic for wgan) trained for one step of
         # the same schedule, so the full run below is unaffected.
         one = copy.deepcopy(model)
-        fit(
-            one.map,
-            copy.deepcopy(loss),
-            latents,
-            targets,
-            dataclasses.replace(fit_config, steps=1),
-        )
+        latent_fit.run(one, dataclasses.replace(fit_config, steps=1), trial=True)
         one_step_metrics = score(sample(one, n_eval, config.seed + 3, device))
         del one
         phase = f"train:{name}"
         report(phase, 0, config.steps, "")
         began = time.perf_counter()
-        history = fit(
-            model.map,
-            loss,
-            latents,
-            targets,
+        history = latent_fit.run(
+            model,
             fit_config,
             lambda step, logs, phase=phase: report(
                 phase, step, config.steps, f"loss {logs['loss']:.4g}"
@@ -337,5 +319,6 @@ def run_mnist(
         },
         seconds=time.perf_counter() - start,
         latent=config.latent,
+        lr=config.lr if config.lr is not None else DEFAULT_LR[config.loss],
         samples_out=str(samples_out) if samples_out is not None else None,
     )
