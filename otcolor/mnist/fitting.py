@@ -14,7 +14,7 @@ stays whitened.
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_LR", "LOSS_POWER", "fit_latent"]
+__all__ = ["DEFAULT_LR", "LOSS_POWER", "LatentFit", "fit_latent"]
 
 import copy
 import dataclasses

@@ -1,18 +1,12 @@
-r"""MNIST generation with a monotone gradient map: train, sample, score, save.
+r"""``otcolor mnist``'s run: settings, training, scoring and outputs, for one model or all.
 
-W2GN / AE-OT style: the digits are written in their top-:math:`d` PCA coordinates, whitened
-(:math:`c = U^\top (x - \mu)`, :math:`U \in \mathbb{R}^{784 \times d}` the leading
-eigenvectors of the training covariance), and a monotone map :math:`T = \nabla\varphi`
-(C-MGN, M-MGN or ICNN, :math:`\mathbb{R}^d \to \mathbb{R}^d`) pushes a standard Gaussian latent
-:math:`z \sim \mathcal{N}(0, I_d)` onto the distribution of :math:`c`; a digit is
-:math:`\mu + U T(z)`, clipped to :math:`[0, 1]`. By Brenier's theorem the monotone map between
-the two is the optimal transport map. The map starts at the closed-form Gaussian (Bures) map
-:math:`z \mapsto \Lambda^{1/2} z` and is trained with a loss of :mod:`otcolor.losses` (the
-default sliced W2 or the seed's adversarial WGAN-GP). Nothing in the model is copied from an
-individual training digit: :math:`\mu` and :math:`U` are moments of all of them.
-
-:func:`run_mnist` trains one or all architectures and scores the samples, beside reference
-generators, with :mod:`otcolor.mnist.classifier` and :mod:`otcolor.mnist.memorisation`.
+The generator (:mod:`otcolor.mnist.latent`) is a monotone map :math:`T = \nabla\varphi` in
+whitened PCA coordinates, decoded as :math:`\mu + U \Lambda^{1/2} T(z)` and started at the
+closed-form Gaussian (Bures) map; :mod:`otcolor.mnist.fitting` trains it with a loss of
+:mod:`otcolor.losses` (the default sliced W2, or the seed's adversarial WGAN-GP);
+:mod:`otcolor.mnist.scoring` scores it beside the reference generators and
+:mod:`otcolor.mnist.outputs` writes the grid, the map and the samples. :func:`run_mnist` ties
+them together; the public names of those modules stay importable from here.
 """
 
 from __future__ import annotations
