@@ -26,6 +26,19 @@ def test_nearest_distances_exact() -> None:
     assert torch.allclose(nearest_distances(x, ref, chunk=2), expected)
 
 
+def test_nearest_distances_match_float64_search() -> None:
+    # The float32 search with float64 re-measuring must give the float64 brute force's answer,
+    # also with near-ties: pairs of rows nudged apart by less than float32 resolves, and
+    # queries next to them.
+    g = torch.Generator().manual_seed(6)
+    ref = torch.rand(3000, 784, generator=g)
+    ref[1::2] = ref[::2] + 1e-4 * torch.randn(1500, 784, generator=g)
+    x = torch.cat([torch.rand(200, 784, generator=g), ref[:100] + 1e-3])
+    brute = torch.cdist(x.double(), ref.double(), compute_mode="donot_use_mm_for_euclid_dist")
+    brute = brute.min(1).values
+    assert torch.allclose(nearest_distances(x, ref, chunk=64), brute, rtol=0, atol=1e-9)
+
+
 def test_memorisation_flags_training_digits() -> None:
     g = torch.Generator().manual_seed(0)
     train, test, fresh = _digits(2000, g), _digits(500, g), _digits(500, g)
@@ -118,4 +131,37 @@ def test_training_improves_on_the_start() -> None:
     fit(model.map, loss, latents, targets, FitConfig(steps=300, batch_size=256, lr=1e-2))
     after = distance()
     # Modest on purpose: on this data the C-MGN gains ~7 % in 300 steps (see the report).
+    assert after < 0.97 * before, (before, after)
+
+
+def test_latent_fit_improves_on_the_start() -> None:
+    # run_mnist's own fit (otcolor.mnist.fitting, the default sliced loss) on three clusters in
+    # a 2-D subspace of the pixels, which the Gaussian start blurs together. It gains ~5.5 %
+    # here; the wgan fit does not improve on this start (0.72 -> 1.0-1.8 for lr 1e-4..1e-2,
+    # see docs/mnist.md), so it is not asserted.
+    from otcolor.mnist.fitting import fit_latent
+
+    g = torch.Generator().manual_seed(4)
+    basis = torch.linalg.qr(torch.randn(784, 2, generator=g)).Q.T
+    centres = torch.tensor([[-3.0, 0.0], [3.0, 0.0], [0.0, 4.0]])
+
+    def draw(n: int) -> torch.Tensor:
+        c = centres[torch.randint(3, (n,), generator=g)] + 0.3 * torch.randn(n, 2, generator=g)
+        return 0.5 + 0.05 * c @ basis
+
+    train, test = draw(3000), draw(1000)
+    model = build_generator("cmgn", train, seed=0, latent=2)
+
+    def distance() -> float:
+        import ot
+
+        with torch.no_grad():
+            ours = model.encode(sample(model, 1000, seed=5)).double().numpy()
+            theirs = model.encode(test).double().numpy()
+        return float(ot.emd2([], [], ot.dist(ours, theirs)))
+
+    before = distance()
+    latent_fit = fit_latent(model, train, "sliced", seed=0, device=torch.device("cpu"))
+    latent_fit.run(model, FitConfig(steps=300, batch_size=256, lr=1e-2))
+    after = distance()
     assert after < 0.97 * before, (before, after)

@@ -2,10 +2,7 @@ r"""``otcolor mnist``: train a monotone gradient map from a Gaussian latent to M
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import warnings
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -15,30 +12,26 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..mnist import generate
+from ..mnist.latent import GENERATOR_MODELS
 from ._app import (
     EPILOG,
     MAX_SEED,
     Command,
     app,
+    emit_json,
     finite,
-    json_safe,
     make_progress,
-    printable,
+    print_warnings,
     stderr_console,
-    versions,
 )
-from .options import DeviceName, LossName
+from .options import DeviceName, ForceOption, JsonOption, LossName, QuietOption, choices
 
 _DEFAULTS = generate.MnistConfig()
 
 
-class MnistModelName(str, Enum):
-    r"""Architectures, or ``all`` to compare them in one run."""
-
-    cmgn = "cmgn"
-    mmgn = "mmgn"
-    icnn = "icnn"
-    all = "all"
+MnistModelName = choices(
+    "MnistModelName", GENERATOR_MODELS, "otcolor.mnist.GENERATOR_MODELS, or all.", all_=True
+)
 
 
 _LABELS = {
@@ -72,9 +65,12 @@ def mnist(
         int, typer.Option(min=2, help="Latents and digits per step.", rich_help_panel="Model")
     ] = _DEFAULTS.batch_size,
     lr: Annotated[
-        float,
+        float | None,
         typer.Option(
-            callback=finite, help="Adam learning rate (positive).", rich_help_panel="Model"
+            callback=finite,
+            help="Adam learning rate (positive); default 1e-3, the seed's 1e-4 for --loss wgan.",
+            show_default=False,
+            rich_help_panel="Model",
         ),
     ] = _DEFAULTS.lr,
     samples: Annotated[
@@ -88,7 +84,10 @@ def mnist(
     data: Annotated[
         Path | None,
         typer.Option(
-            help="Folder with the MNIST IDX files (raw or .gz); default $OTCOLOR_DATA, else the cache (downloaded).",
+            help=(
+                "Folder with the MNIST IDX files (raw or .gz); default $OTCOLOR_DATA, "
+                "else the cache (downloaded)."
+            ),
             show_default=False,
             rich_help_panel="Input",
         ),
@@ -110,7 +109,10 @@ def mnist(
     samples_out: Annotated[
         Path | None,
         typer.Option(
-            help="Also write the scored samples (.npy, float32, N x 784 in [0, 1]); with --model all, one per model.",
+            help=(
+                "Also write the scored samples (.npy, float32, N x 784 in [0, 1]); "
+                "with --model all, one per model."
+            ),
             show_default=False,
         ),
     ] = None,
@@ -123,16 +125,9 @@ def mnist(
             rich_help_panel="Model",
         ),
     ] = _DEFAULTS.latent,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object on stdout, nothing else.")
-    ] = False,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite existing outputs.")] = False,
-    quiet: Annotated[
-        bool,
-        typer.Option(
-            "--quiet", "-q", help="No progress bar or summary; errors still go to stderr."
-        ),
-    ] = False,
+    json_output: JsonOption = False,
+    force: ForceOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     r"""Train a monotone gradient map from Gaussian noise to MNIST digits (in PCA space), and score it.
 
@@ -187,15 +182,10 @@ def mnist(
             callback=callback,
         )
     stderr = stderr_console()
-    for warning in caught:
-        if issubclass(warning.category, UserWarning):
-            text = escape(printable(str(warning.message)))
-            stderr.print(f"[yellow]Warning:[/] {text}", soft_wrap=True)
+    print_warnings([str(w.message) for w in caught if issubclass(w.category, UserWarning)])
 
     if json_output:
-        payload = dataclasses.asdict(result)
-        payload["versions"] = versions()
-        typer.echo(json.dumps(json_safe(payload)))
+        emit_json(result)
         return
     if not quiet:
         _print_summary(result)
@@ -241,7 +231,8 @@ def _print_summary(result: generate.MnistResult) -> None:
     console.print(table)
     clf = result.classifier
     console.print(
-        f"PCA latent {result.latent}, loss {result.loss}, {result.steps} steps, batch {result.batch_size}, device {result.device}, "
+        f"PCA latent {result.latent}, loss {result.loss}, {result.steps} steps, "
+        f"batch {result.batch_size}, lr {result.lr:g}, device {result.device}, "
         f"seed {result.seed}; classifier test accuracy {clf['test_accuracy']:.4f}"
         f"{' (trained now, cached)' if clf['trained_now'] else ''}; {result.seconds:.1f} s in all",
         soft_wrap=True,

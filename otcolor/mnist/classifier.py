@@ -163,12 +163,14 @@ def load_or_train_classifier(
     problem = _cache_problem(path.parent)
     model = _train(train_images.cpu(), train_labels.cpu(), config, callback)
     if problem is not None:
-        warnings.warn(f"{problem}; the classifier was not cached (it is retrained next run)")
+        warnings.warn(
+            f"{problem}; the classifier was not cached (it is retrained next run)", stacklevel=2
+        )
         return model, True
     try:
         atomic_torch_save(model.state_dict(), path)
     except OutputError as err:
-        warnings.warn(f"{err.message}; the classifier was not cached")
+        warnings.warn(f"{err.message}; the classifier was not cached", stacklevel=2)
     return model, True
 
 

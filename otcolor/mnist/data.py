@@ -310,7 +310,8 @@ def load_mnist(
             )
         if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
             raise InputError(
-                f"{where}: {images.shape[0]} images but {labels.shape[0] if labels.ndim == 1 else labels.shape} labels"
+                f"{where}: {images.shape[0]} images but "
+                f"{labels.shape[0] if labels.ndim == 1 else labels.shape} labels"
             )
         if labels.size and (labels.min() < 0 or labels.max() > 9):
             raise InputError(f"{found / FILES[f'{split}_labels'][0]}: labels outside 0..9")

@@ -1,18 +1,12 @@
-r"""MNIST generation with a monotone gradient map: train, sample, score, save.
+r"""``otcolor mnist``'s run: settings, training, scoring and outputs, for one model or all.
 
-W2GN / AE-OT style: the digits are written in their top-:math:`d` PCA coordinates, whitened
-(:math:`c = U^\top (x - \mu)`, :math:`U \in \mathbb{R}^{784 \times d}` the leading
-eigenvectors of the training covariance), and a monotone map :math:`T = \nabla\varphi`
-(C-MGN, M-MGN or ICNN, :math:`\mathbb{R}^d \to \mathbb{R}^d`) pushes a standard Gaussian latent
-:math:`z \sim \mathcal{N}(0, I_d)` onto the distribution of :math:`c`; a digit is
-:math:`\mu + U T(z)`, clipped to :math:`[0, 1]`. By Brenier's theorem the monotone map between
-the two is the optimal transport map. The map starts at the closed-form Gaussian (Bures) map
-:math:`z \mapsto \Lambda^{1/2} z` and is trained with a loss of :mod:`otcolor.losses` (the
-default sliced W2 or the seed's adversarial WGAN-GP). Nothing in the model is copied from an
-individual training digit: :math:`\mu` and :math:`U` are moments of all of them.
-
-:func:`run_mnist` trains one or all architectures and scores the samples, beside reference
-generators, with :mod:`otcolor.mnist.classifier` and :mod:`otcolor.mnist.memorisation`.
+The generator (:mod:`otcolor.mnist.latent`) is a monotone map :math:`T = \nabla\varphi` in
+whitened PCA coordinates, decoded as :math:`\mu + U \Lambda^{1/2} T(z)` and started at the
+closed-form Gaussian (Bures) map; :mod:`otcolor.mnist.fitting` trains it with a loss of
+:mod:`otcolor.losses` (the default sliced W2, or the seed's adversarial WGAN-GP);
+:mod:`otcolor.mnist.scoring` scores it beside the reference generators and
+:mod:`otcolor.mnist.outputs` writes the grid, the map and the samples. :func:`run_mnist` ties
+them together; the public names of those modules stay importable from here.
 """
 
 from __future__ import annotations
@@ -45,36 +39,22 @@ import torch
 from torch import Tensor
 
 from ..errors import OutputError, UsageError
-from ..io import check_output_path, save_image, write_atomically
-from ..losses import LOSSES, build_loss
-from ..metrics import sliced_w2
-from ..models import GradientMap, build_model
-from ..train import FitConfig, fit, resolve_device
-from .classifier import (
-    Classifier,
-    ClassifierConfig,
-    atomic_torch_save,
-    class_consistency,
-    frechet_distance,
-    load_or_train_classifier,
-    predict,
-)
+from ..io import check_output_path, save_image
+from ..losses import LOSSES
+from ..train import FitConfig, resolve_device
+from .classifier import ClassifierConfig, class_consistency, load_or_train_classifier, predict
 from .data import MnistData, cache_dir, load_mnist
-from .gmm import GaussianMixtureConfig, fit_mixture
-from .memorisation import memorisation, nearest_distances
+from .fitting import DEFAULT_LR, fit_latent
+from .gmm import GaussianMixtureConfig
+from .latent import GENERATOR_MODELS, PIXELS, LatentGenerator, build_generator, pca_basis, sample
+from .memorisation import nearest_distances
+from .outputs import grid_image, output_paths, save_samples
+from .outputs import save_model as _save_model
+from .scoring import baselines, evaluate_samples
 
 #: ``callback(phase, done, total, info)``: phase is ``download``, ``classifier``, ``train:<model>``
 #: or ``evaluate``.
 Callback = Callable[[str, int, int, str], None]
-
-PIXELS = 28 * 28
-
-#: The architectures at the size used in the PCA latent (``latent`` coordinates).
-GENERATOR_MODELS: dict[str, dict[str, object]] = {
-    "cmgn": {"hidden_features": 512, "layers": 2, "activation": "sigmoid"},
-    "mmgn": {"hidden_features": 64, "modules": 16},
-    "icnn": {"hidden_features": (512, 64), "activation": "softplus"},
-}
 
 
 @dataclass
@@ -85,7 +65,7 @@ class MnistConfig:
     loss: str = "sliced"  # a key of otcolor.losses.LOSSES (see the README for the comparison)
     steps: int = 1200  # Adam steps per model
     batch_size: int = 256
-    lr: float = 1e-3
+    lr: float | None = None  # None: the loss's DEFAULT_LR (the seed's 1e-4 for wgan)
     device: str = "auto"
     seed: int = 0
     samples: int = 10_000  # generated digits scored (and test digits they are compared with)
@@ -114,7 +94,7 @@ class MnistConfig:
                 raise UsageError(f"{name.replace('_', ' ')} must be at least 1")
         if self.batch_size < 2:
             raise UsageError("the batch needs at least 2 digits")
-        if not self.lr > 0:
+        if self.lr is not None and not self.lr > 0:
             raise UsageError("the learning rate must be positive")
         if self.latent > PIXELS:
             raise UsageError(f"the latent has at most {PIXELS} coordinates")
@@ -152,205 +132,7 @@ class MnistResult:
     seconds: float
     latent: int = 50
     samples_out: str | None = None
-
-
-def pca_basis(data: Tensor, latent: int) -> tuple[Tensor, Tensor, Tensor]:
-    r"""Returns the mean digit :math:`\mu` :math:`(784,)`, the leading ``latent`` principal
-    directions :math:`U^\top` :math:`(d, 784)` (orthonormal rows) and their variances
-    :math:`\lambda` :math:`(d,)`, from the covariance of all of ``data`` :math:`(N, 784)`.
-
-    Closed form (an eigendecomposition of a :math:`784 \times 784` matrix, float64): each
-    direction is a weighted sum over every training digit, none is a digit.
-    """
-
-    x = data.double()
-    mean = x.mean(0)
-    cov = (x - mean).T @ (x - mean) / max(x.shape[0] - 1, 1)
-    values, vectors = torch.linalg.eigh(cov)  # ascending
-    order = values.flip(0)[:latent].clamp(min=1e-12)
-    basis = vectors.flip(1)[:, :latent].T.contiguous()
-    return mean.float(), basis.float(), order.float()
-
-
-class LatentGenerator(torch.nn.Module):
-    r"""A monotone map in whitened PCA coordinates, decoded to pixels.
-
-    .. math::
-        G(z) = \mu + U \Lambda^{1/2}\, T(z), \quad z \in \mathbb{R}^d, \;
-        T = \nabla\varphi : \mathbb{R}^d \to \mathbb{R}^d
-
-    with :math:`U \in \mathbb{R}^{784 \times d}` orthonormal and :math:`\Lambda` the PCA
-    variances. The map works on coordinates of unit variance because the digits' variances span
-    two decades: in raw coordinates Adam's steps (about ``lr`` per weight) were too large for the
-    leading directions and too small (below its :math:`\epsilon`) for the rest. :math:`\mu`,
-    :math:`U` and :math:`\Lambda^{1/2}` are fixed buffers; only :attr:`map` trains.
-
-    Arguments:
-        transport: :math:`T`, a :class:`~otcolor.models.GradientMap` on :math:`d` features.
-        mean: :math:`\mu`, :math:`(784,)`.
-        basis: :math:`U^\top`, :math:`(d, 784)`.
-        scale: :math:`\mathrm{diag}(\Lambda^{1/2})`, :math:`(d,)`.
-    """
-
-    def __init__(self, transport: GradientMap, mean: Tensor, basis: Tensor, scale: Tensor) -> None:
-        super().__init__()
-        self.map = transport
-        self.register_buffer("mean", mean.clone())
-        self.register_buffer("basis", basis.clone())
-        self.register_buffer("scale", scale.clone())
-
-    @property
-    def latent_features(self) -> int:
-        return int(self.basis.shape[0])
-
-    def encode(self, x: Tensor) -> Tensor:
-        r"""Whitened PCA coordinates :math:`\Lambda^{-1/2} U^\top (x - \mu)`,
-        :math:`(N, 784) \to (N, d)`."""
-
-        return (x - self.mean) @ self.basis.T / self.scale
-
-    def decode(self, c: Tensor) -> Tensor:
-        r""":math:`\mu + U \Lambda^{1/2} c`, :math:`(N, d) \to (N, 784)` (not clipped)."""
-
-        return (c * self.scale) @ self.basis + self.mean
-
-    def forward(self, z: Tensor) -> Tensor:
-        r""":math:`G(z)`, :math:`(N, d) \to (N, 784)` (not clipped)."""
-
-        return self.decode(self.map(z))
-
-
-def build_generator(
-    name: str,
-    data: Tensor,
-    seed: int = 0,
-    latent: int = 50,
-    nonlinear_scale: float = 0.5,
-) -> LatentGenerator:
-    r"""Returns the map ``name`` in the ``latent``-dimensional PCA space of ``data``, started at
-    the closed-form Gaussian OT map.
-
-    The whitened PCA coordinates of the digits have mean 0 and covariance :math:`I_d`, so the
-    Brenier map from :math:`\mathcal{N}(0, I_d)` to the Gaussian with those moments is the
-    identity (decoded: :math:`z \mapsto \mu + U \Lambda^{1/2} z`). The map starts there via
-    :meth:`~otcolor.models.GradientMap.init_linear`, its nonlinear part randomly initialised
-    (seeded) and shrunk to ``nonlinear_scale`` of that slope so that training has gradients to
-    follow. Nothing is copied from a training digit.
-
-    Arguments:
-        name: a key of :data:`GENERATOR_MODELS`.
-        data: training digits, with shape :math:`(N, 784)` in :math:`[0, 1]`.
-        seed: seeds the nonlinear part's initialisation.
-        latent: :math:`d`.
-        nonlinear_scale: see :meth:`~otcolor.models.GradientMap.init_linear`.
-    """
-
-    mean, basis, variances = pca_basis(data, latent)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        transport = build_model(name, basis.shape[0], **GENERATOR_MODELS[name])
-    d = basis.shape[0]
-    transport.init_linear(torch.eye(d), torch.zeros(d), nonlinear_scale=nonlinear_scale)
-    return LatentGenerator(transport, mean, basis, variances.sqrt())
-
-
-@torch.no_grad()
-def sample(
-    model: torch.nn.Module,
-    n: int,
-    seed: int,
-    device: torch.device | str = "cpu",
-    chunk: int = 2000,
-) -> Tensor:
-    r"""Returns ``n`` digits :math:`G(z)`, :math:`z \sim \mathcal{N}(0, I_d)` from a seeded
-    CPU generator (so a seed gives the same latents on every device), clipped to
-    :math:`[0, 1]`, with shape :math:`(n, 784)`, on the CPU. ``d`` is the model's
-    ``latent_features`` (784 for a pixel-space map)."""
-
-    generator = torch.Generator().manual_seed(seed)
-    latents = torch.randn(n, getattr(model, "latent_features", PIXELS), generator=generator)
-    out = [model(latents[i : i + chunk].to(device)).clamp(0, 1).cpu() for i in range(0, n, chunk)]
-    return torch.cat(out)
-
-
-def evaluate_samples(
-    images: Tensor,
-    classifier: Classifier,
-    test_features: Tensor,
-    test_images: np.ndarray,
-    train: Tensor | None = None,
-    test_distances: Tensor | None = None,
-) -> dict[str, float]:
-    r"""Scores digits :math:`(N, 784)` in :math:`[0, 1]` against the test set.
-
-    Returns:
-        ``fid`` (Fréchet distance in the classifier's feature space), ``confidence`` (mean
-        max-softmax probability), ``class_entropy`` (entropy of the predicted-class histogram,
-        nats; :math:`\log 10` is balanced), ``sliced_w2`` (pixel space, 256 fixed directions);
-        with ``train`` and ``test_distances`` (the test digits' nearest-training-digit
-        distances) also :func:`~otcolor.mnist.memorisation.memorisation`'s ``nn_median``,
-        ``test_nn_median``, ``nn_ratio`` and ``near_copies``.
-    """
-
-    features, probs = predict(classifier, images)
-    confidence, entropy = class_consistency(probs)
-    copies = (
-        memorisation(images, train, test_distances=test_distances)
-        if train is not None and test_distances is not None
-        else {}
-    )
-    return {
-        "fid": frechet_distance(features, test_features),
-        "confidence": confidence,
-        "class_entropy": entropy,
-        "sliced_w2": sliced_w2(
-            images.numpy().astype(np.float64),
-            test_images,
-            rng=np.random.default_rng(0),
-            n_projections=256,
-            n=None,
-        ),
-        **copies,
-    }
-
-
-def grid_image(images: Tensor, rows: int = 8, pad: int = 2) -> np.ndarray:
-    r"""Tiles the first ``rows²`` digits :math:`(N, 784)` into an RGB image :math:`(H, W, 3)`
-    in :math:`[0, 1]`, white digits on black with grey gutters."""
-
-    n = rows * rows
-    tiles = images[:n].reshape(-1, 28, 28).numpy()
-    size = rows * 28 + (rows + 1) * pad
-    grid = np.full((size, size), 0.3, dtype=np.float32)
-    for k, tile in enumerate(tiles):
-        r, c = divmod(k, rows)
-        top, left = pad + r * (28 + pad), pad + c * (28 + pad)
-        grid[top : top + 28, left : left + 28] = tile
-    return np.repeat(grid[:, :, None], 3, axis=2)
-
-
-def _output_paths(output: Path, models: list[str]) -> list[Path]:
-    if len(models) == 1:
-        return [output]
-    return [output.with_name(f"{output.stem}-{name}{output.suffix}") for name in models]
-
-
-def _save_model(path: Path, model: LatentGenerator, name: str, overwrite: bool = True) -> None:
-    payload = {
-        "model": name,
-        "kwargs": GENERATOR_MODELS[name],
-        "features": model.latent_features,  # the map's dimension (PCA coordinates)
-        "pixels": PIXELS,
-        "state_dict": model.state_dict(),  # map.*, plus the decoder's mean and basis
-    }
-    atomic_torch_save(payload, path, overwrite)
-
-
-def save_samples(path: str | os.PathLike[str], images: Tensor, overwrite: bool = True) -> None:
-    r"""Writes ``images`` :math:`(N, 784)` as a float32 ``.npy`` file, atomically."""
-
-    array = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
-    write_atomically(path, lambda f: np.save(f, array, allow_pickle=False), overwrite)
+    lr: float | None = None  # the learning rate used
 
 
 def run_mnist(
@@ -391,7 +173,7 @@ def run_mnist(
     config.validate()
     device = resolve_device(config.device)
     models = config.models
-    grids = _output_paths(Path(output), models) if output is not None else [None] * len(models)
+    grids = output_paths(Path(output), models) if output is not None else [None] * len(models)
     for grid in grids:
         if grid is not None:
             check_output_path(grid, [], force=force)
@@ -400,10 +182,10 @@ def run_mnist(
                     f"{grid}: the grid is written as PNG", "give an output ending in .png"
                 )
     saves = (
-        _output_paths(Path(save_model), models) if save_model is not None else [None] * len(models)
+        output_paths(Path(save_model), models) if save_model is not None else [None] * len(models)
     )
     dumps = (
-        _output_paths(Path(samples_out), models)
+        output_paths(Path(samples_out), models)
         if samples_out is not None
         else [None] * len(models)
     )
@@ -458,7 +240,7 @@ def run_mnist(
 
     reference = {
         "train_digits": score(train[torch.randperm(train.shape[0], generator=eval_rng)[:n_eval]]),
-        **_baselines(train, n_eval, config, score),
+        **baselines(train, n_eval, config.latent, config.gmm, config.seed, score),
     }
 
     results = []
@@ -466,38 +248,24 @@ def run_mnist(
         model = build_generator(
             name, train, config.seed, config.latent, config.nonlinear_scale
         ).to(device)
-        d = model.latent_features
-        targets = model.encode(train.to(device)).detach()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(config.seed + 1)  # the critic's initialisation (wgan)
-            loss = build_loss(
-                config.loss,
-                d,
-                generator=torch.Generator().manual_seed(config.seed + 1),
-                **({"reference": targets} if config.loss == "sliced" else {}),
-            ).to(device)
-        latents = torch.randn(
-            train.shape[0], d, generator=torch.Generator().manual_seed(config.seed + 2)
-        ).to(device)
+        latent_fit = fit_latent(model, train, config.loss, config.seed, device)
         report("evaluate", 0, 1, f"{name} at its start")
         start_metrics = score(sample(model, n_eval, config.seed + 3, device))
+        lr = config.lr if config.lr is not None else DEFAULT_LR[config.loss]
         fit_config = FitConfig(
-            steps=config.steps, batch_size=config.batch_size, lr=config.lr, seed=config.seed
+            steps=config.steps, batch_size=config.batch_size, lr=lr, seed=config.seed
         )
         # The one-step row: a copy (generator, and critic for wgan) trained for one step of
         # the same schedule, so the full run below is unaffected.
         one = copy.deepcopy(model)
-        fit(one.map, copy.deepcopy(loss), latents, targets, dataclasses.replace(fit_config, steps=1))
+        latent_fit.run(one, dataclasses.replace(fit_config, steps=1), trial=True)
         one_step_metrics = score(sample(one, n_eval, config.seed + 3, device))
         del one
         phase = f"train:{name}"
         report(phase, 0, config.steps, "")
         began = time.perf_counter()
-        history = fit(
-            model.map,
-            loss,
-            latents,
-            targets,
+        history = latent_fit.run(
+            model,
             fit_config,
             lambda step, logs, phase=phase: report(
                 phase, step, config.steps, f"loss {logs['loss']:.4g}"
@@ -545,43 +313,6 @@ def run_mnist(
         },
         seconds=time.perf_counter() - start,
         latent=config.latent,
+        lr=config.lr if config.lr is not None else DEFAULT_LR[config.loss],
         samples_out=str(samples_out) if samples_out is not None else None,
     )
-
-
-def _baselines(
-    train: Tensor,
-    n: int,
-    config: MnistConfig,
-    score: Callable[[Tensor], dict[str, float]],
-) -> dict[str, dict[str, float]]:
-    r"""Three reference generators scored like the models.
-
-    ``noise``: every pixel drawn independently from a Gaussian with that pixel's training mean
-    and standard deviation (clipped to [0, 1]): right per-pixel statistics, no structure.
-    ``gaussian``: the closed-form Gaussian OT map (the best *affine* monotone map), i.e. digits
-    drawn from the Gaussian with the training mean and full covariance.
-    ``gmm_pca``: a Gaussian mixture (:mod:`otcolor.mnist.gmm`, 100 full-covariance components
-    by default) fitted by EM in the same PCA space the models use, decoded like them.
-    """
-
-    from ..gaussian import moments
-    from ..nn import sqrtm_psd
-
-    generator = torch.Generator().manual_seed(config.seed + 11)
-    mean, std = train.mean(0), train.std(0)
-    noise = (mean + std * torch.randn(n, PIXELS, generator=generator)).clamp(0, 1)
-    m, S = moments(train.double())
-    gaussian = (
-        (m + torch.randn(n, PIXELS, generator=generator, dtype=torch.float64) @ sqrtm_psd(S))
-        .float()
-        .clamp(0, 1)
-    )
-    pca_mean, basis, _ = pca_basis(train, config.latent)
-    coords = (train - pca_mean) @ basis.T  # raw PCA coordinates: EM does not care
-    gmm_config = dataclasses.replace(
-        config.gmm, seed=config.seed, components=min(config.gmm.components, coords.shape[0])
-    )
-    mixture = fit_mixture(coords, gmm_config)
-    gmm = (mixture.sample(n, generator).float() @ basis + pca_mean).clamp(0, 1)
-    return {"noise": score(noise), "gaussian": score(gaussian), "gmm_pca": score(gmm)}

@@ -19,17 +19,34 @@ from torch import Tensor
 @torch.no_grad()
 def nearest_distances(x: Tensor, reference: Tensor, chunk: int = 1000) -> Tensor:
     r"""Returns :math:`\min_i \|x_n - r_i\|_2` for each row of ``x`` :math:`(N, D)` against
-    ``reference`` :math:`(M, D)`, shape :math:`(N,)`, by
-    :math:`\|x\|^2 - 2 x^\top r + \|r\|^2` in chunks (float64 squared norms, so no
-    cancellation gives a spurious zero)."""
+    ``reference`` :math:`(M, D)`, shape :math:`(N,)`, exactly as a float64 search would.
 
+    The search runs in float32, half the time of float64 on a CPU (and this is most of the
+    time of an ``otcolor mnist`` run): :math:`\tilde d_{ni} = \|x_n\|^2 - 2 x_n^\top r_i +
+    \|r_i\|^2` in chunks. Its error is at most :math:`\epsilon_n = 2 D u (\|x_n\|^2 +
+    \max_i \|r_i\|^2)` (:math:`u = 2^{-24}`; a dot product of length :math:`D` plus the
+    norms), so the true nearest row :math:`i^*` satisfies :math:`\tilde d_{ni^*} \leq
+    \min_i \tilde d_{ni} + 2\epsilon_n`. Every row within that margin (usually one) is
+    re-measured in float64 as :math:`\|x_n - r_i\|^2`, without cancellation, so no spurious
+    zero; the smallest is the answer.
+    """
+
+    ref32 = reference.float()
+    ref_sq = ref32.square().sum(1)
     reference = reference.double()
-    ref_sq = reference.square().sum(1)
+    unit = 2.0**-24 * 2 * reference.shape[1]
+    worst = float(ref_sq.max()) if ref_sq.numel() else 0.0
     out = []
     for start in range(0, x.shape[0], chunk):
-        a = x[start : start + chunk].double()
-        d2 = a.square().sum(1, keepdim=True) - 2 * a @ reference.T + ref_sq
-        out.append(d2.min(1).values.clamp(min=0).sqrt())
+        a = x[start : start + chunk]
+        a32 = a.float()
+        a_sq = a32.square().sum(1, keepdim=True)
+        d2 = a_sq - 2 * a32 @ ref32.T + ref_sq
+        margin = 2 * unit * (a_sq + worst) + d2.min(1, keepdim=True).values
+        rows, cols = (d2 <= margin).nonzero(as_tuple=True)
+        exact = (a.double()[rows] - reference[cols]).square().sum(1)
+        best = torch.full((a.shape[0],), torch.inf, dtype=torch.float64)
+        out.append(best.scatter_reduce(0, rows, exact, "amin").sqrt())
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
 
 
