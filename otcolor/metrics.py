@@ -7,6 +7,7 @@ __all__ = [
     "W2Ratio",
     "amp999",
     "cost_ratio",
+    "emd2",
     "evaluate_transfer",
     "quantize",
     "sliced_w2",
@@ -75,7 +76,7 @@ def _pixels(x: np.ndarray) -> np.ndarray:
     return x.reshape(-1, x.shape[-1])
 
 
-def _emd2(a: np.ndarray, b: np.ndarray) -> float:
+def emd2(a: np.ndarray, b: np.ndarray) -> float:
     r"""Exact :math:`W_2^2` between uniform empirical measures on ``a`` (n, C) and ``b`` (m, C)."""
     import ot  # lazily, so that ``import otcolor`` works without POT
 
@@ -113,8 +114,8 @@ def w2_ratio(
     picks = rng.choice(len(tgt), size=2 * n, replace=False)
     tgt_a, tgt_b = tgt[picks[:n]], tgt[picks[n:]]
     out_n = out[rng.choice(len(out), size=n, replace=False)]
-    w2 = np.sqrt(_emd2(out_n, tgt_a))
-    floor = np.sqrt(_emd2(tgt_a, tgt_b))
+    w2 = np.sqrt(emd2(out_n, tgt_a))
+    floor = np.sqrt(emd2(tgt_a, tgt_b))
     return W2Ratio(ratio=float(w2 / max(floor, 1e-12)), w2=float(w2), floor=float(floor))
 
 
@@ -146,7 +147,7 @@ def cost_ratio(
         raise ValueError(f"source {src.shape} and output {out.shape} pixels must match one-to-one")
     cost = float(np.mean(np.sum((out - src) ** 2, axis=1)))
     n_src, n_tgt = min(n, len(src)), min(n, len(tgt))
-    ot_cost = _emd2(
+    ot_cost = emd2(
         src[rng.choice(len(src), size=n_src, replace=False)],
         tgt[rng.choice(len(tgt), size=n_tgt, replace=False)],
     )

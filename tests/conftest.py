@@ -1,14 +1,18 @@
-r"""Shared fixtures: seeded RNGs, float64 where the math is checked, denied file access."""
+r"""Shared fixtures: seeded RNGs, float64 where the math is checked, denied file access, and
+the small photo-like ``source``/``target`` images of the command tests."""
 
 import builtins
 import errno
 import io
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from harness import pixels
+from PIL import Image
 
 
 @pytest.fixture(autouse=True)
@@ -77,3 +81,17 @@ def ffmpeg() -> str:
         "to skip the ffmpeg tests instead",
         pytrace=False,
     )
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    path = tmp_path / "source.png"
+    Image.fromarray(pixels(10, 16)).save(path)
+    return path
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Path:
+    path = tmp_path / "target.png"
+    Image.fromarray(pixels(12, 14, seed=1)[..., ::-1].copy()).save(path)
+    return path

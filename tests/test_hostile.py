@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from harness import FAST, digest, lines, pixels, run, temp_files
 from PIL import Image
-from test_reliability import FAST, digest, lines, pixels, run, temp_files
 
 import otcolor.io.png16
 from otcolor import _entry
@@ -32,20 +32,6 @@ from otcolor.io.mapfile import load_map, save_map
 from otcolor.mnist import classifier
 from otcolor.models import AffineMap, ColorMap
 from otcolor.transfer import TransferConfig, transfer
-
-
-@pytest.fixture
-def source(tmp_path: Path) -> Path:
-    path = tmp_path / "source.png"
-    Image.fromarray(pixels(10, 16)).save(path)
-    return path
-
-
-@pytest.fixture
-def target(tmp_path: Path) -> Path:
-    path = tmp_path / "target.png"
-    Image.fromarray(pixels(12, 14, seed=1)[..., ::-1].copy()).save(path)
-    return path
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ failure prints exactly one ``Error:`` line on stderr and nothing on stdout.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import struct
@@ -21,9 +20,9 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from harness import FAST, pixels, run, runner
 from PIL import Image, ImageCms, TiffImagePlugin
 from typer.main import get_command
-from typer.testing import CliRunner
 
 import otcolor.fit
 import otcolor.train
@@ -34,76 +33,7 @@ from otcolor.errors import EXIT_CODES, OutOfDeviceMemory, TrainingError
 from otcolor.fit import fit_color_map
 from otcolor.transfer import TransferConfig
 
-FAST = ["--steps", "3", "--samples", "300", "--device", "cpu"]
 ORIENTATION, MAKE = 0x0112, 0x010F
-runner = CliRunner()
-
-
-# Fixtures and the invariant-checking runner
-
-
-def pixels(h: int, w: int, seed: int = 0) -> np.ndarray:
-    r"""A smooth gradient plus noise, (H, W, 3) uint8: photo-like and never symmetric."""
-
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:h, 0:w] / np.array([max(h - 1, 1), max(w - 1, 1)])[:, None, None]
-    base = np.stack([0.2 + 0.6 * x, 0.3 + 0.5 * y, 0.5 + 0.3 * x * y], -1)
-    noisy = base + 0.05 * rng.standard_normal((h, w, 3))
-    return np.round(np.clip(noisy, 0, 1) * 255).astype(np.uint8)
-
-
-@pytest.fixture
-def target(tmp_path: Path) -> Path:
-    path = tmp_path / "target.png"
-    Image.fromarray(pixels(12, 14, seed=1)[..., ::-1].copy()).save(path)
-    return path
-
-
-@pytest.fixture
-def source(tmp_path: Path) -> Path:
-    path = tmp_path / "source.png"
-    Image.fromarray(pixels(10, 16)).save(path)
-    return path
-
-
-def digest(path: Path) -> tuple[str, int]:
-    return hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mtime_ns
-
-
-def temp_files(root: Path) -> list[Path]:
-    return [p for p in root.rglob("*") if "otcolor-tmp" in p.name]
-
-
-def lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.strip()]
-
-
-def run(args: list[str], inputs: list[Path], *, code: int, phrase: str | None = None):
-    r"""Runs ``otcolor`` in-process and checks the invariants of every run.
-
-    Arguments:
-        args: the command line, without ``otcolor``.
-        inputs: input files, which must be byte-identical afterwards (missing ones skipped).
-        code: the expected exit code.
-        phrase: for failures, text the single ``Error:`` line must contain.
-    """
-
-    existing = [p for p in inputs if p.is_file()]
-    before = {p: digest(p) for p in existing}
-    result = runner.invoke(app, args)
-    assert result.exit_code == code, (result.exit_code, result.output, result.exception)
-    assert {p: digest(p) for p in existing} == before, "an input changed"
-    for path in existing:
-        assert temp_files(path.parent) == [], "a temporary file was left"
-    assert "Traceback" not in result.output
-    if code != 0:
-        (line,) = lines(result.stderr)
-        assert line.startswith("Error: "), line
-        assert line.endswith(")"), f"no (hint): {line}"
-        if phrase is not None:
-            assert phrase in line, line
-        assert result.stdout == ""
-    return result
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from ..gaussian import bures_map, moments
 from ..losses import SlicedW2, build_loss
 
 # The exact W2^2 solver the pixel metrics use (POT's network simplex, imported lazily there).
-from ..metrics import _emd2
+from ..metrics import emd2
 from ..models import AffineMap, build_model
 from ..train import FitConfig, fit, resolve_device
 from .common import (
@@ -125,12 +125,12 @@ class _Scorer:
         picks = rng.choice(len(target), size=3 * n, replace=False)
         self.source = source[:n]
         self.target_a, self.target_b = target[picks[:n]], target[picks[n : 2 * n]]
-        self.floor = float(np.sqrt(_emd2(self.target_a, self.target_b)))
-        self.emd_cost = _emd2(self.source, target[picks[2 * n :]])
+        self.floor = float(np.sqrt(emd2(self.target_a, self.target_b)))
+        self.emd_cost = emd2(self.source, target[picks[2 * n :]])
 
     def __call__(self, mapped: np.ndarray) -> dict[str, float]:
         mapped = mapped[: len(self.source)]
-        w2 = float(np.sqrt(_emd2(mapped, self.target_a)))
+        w2 = float(np.sqrt(emd2(mapped, self.target_a)))
         cost = float(np.mean(np.sum((mapped - self.source) ** 2, axis=1)))
         return {
             "w2_ratio": w2 / self.floor,
