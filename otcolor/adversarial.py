@@ -87,6 +87,19 @@ class WassersteinGP(nn.Module):
         (grad,) = torch.autograd.grad(self.critic(x_hat).sum(), x_hat, create_graph=True)
         return (grad.norm(dim=-1) - 1).square().mean()
 
+    def train_critic(self, mapped: Tensor, target: Tensor, steps: int) -> None:
+        r"""Takes ``steps`` Adam steps on the critic, on detached samples (a call to the loss
+        takes ``critic_steps`` of them; more, before the map moves, warm the critic up)."""
+
+        fake, real = mapped.detach(), target.detach()
+        with torch.enable_grad():
+            for _ in range(steps):
+                gap = self.critic(real).mean() - self.critic(fake).mean()
+                critic_loss = -gap + self.penalty * self.gradient_penalty(fake, real)
+                self.optimizer.zero_grad(set_to_none=True)
+                critic_loss.backward()
+                self.optimizer.step()
+
     def forward(self, mapped: Tensor, target: Tensor) -> Tensor:
         r"""
         Arguments:
@@ -97,14 +110,7 @@ class WassersteinGP(nn.Module):
             The critic's :math:`W_1` estimate, a scalar differentiable in ``mapped``.
         """
 
-        fake, real = mapped.detach(), target.detach()
-        with torch.enable_grad():
-            for _ in range(self.critic_steps):
-                gap = self.critic(real).mean() - self.critic(fake).mean()
-                critic_loss = -gap + self.penalty * self.gradient_penalty(fake, real)
-                self.optimizer.zero_grad(set_to_none=True)
-                critic_loss.backward()
-                self.optimizer.step()
+        self.train_critic(mapped, target, self.critic_steps)
         for p in self.critic.parameters():
             p.requires_grad_(False)
         try:

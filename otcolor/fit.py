@@ -49,12 +49,15 @@ COLOR_MODELS: dict[str, dict[str, object]] = {
 }
 
 #: Per-loss training defaults. ``ot`` counts L-BFGS iterations, the others Adam steps; the
-#: adversarial loss needs smaller steps than the others.
+#: adversarial loss needs smaller steps than the others. Its critic (the seed's 3-layer MLP) is
+#: tuned for colours here only, so the benchmarks' WassersteinGP defaults stay: a gradient
+#: penalty of 0.3 (not 10), a critic lr of 3e-3 and 200 critic steps on the Gaussian start
+#: before the map moves took the ocean pair's w2 ratio from 5.3 to about 3.5 (issue 14).
 LOSS_SETTINGS: dict[str, dict[str, float]] = {
     "ot": {"steps": 250},
     "sliced": {"steps": 600, "lr": 5e-2},
     "kl": {"steps": 600, "lr": 1e-2},
-    "wgan": {"steps": 600, "lr": 1e-3},
+    "wgan": {"steps": 600, "lr": 1e-3, "penalty": 0.3, "critic_lr": 3e-3, "critic_warmup": 200},
 }
 
 #: Estimators of the OT map for loss ``ot`` (see :mod:`otcolor.estimate`): ``full`` fits the
@@ -360,13 +363,21 @@ def _fit_color_map(
         if config.loss == "sliced":
             loss: nn.Module = SlicedW2(projections=16, generator=generator, reference=ys)
         else:
-            loss = build_loss(config.loss, 3, generator=generator)
+            settings = LOSS_SETTINGS[config.loss]
+            loss_kwargs = {key: settings[arg] for arg, key in _LOSS_KWARGS if arg in settings}
+            loss = build_loss(config.loss, 3, generator=generator, **loss_kwargs)
+            warm = int(settings.get("critic_warmup", 0))
+            if warm:
+                _warm_up_critic(loss, model, xs, ys, warm, config.batch_size, config.seed)
+        own = LOSS_SETTINGS[config.loss]
+        schedule = {key: own[key] for key in ("lr_final", "warmup") if key in own}
         fit_config = FitConfig(
             steps=config.total_steps,
             batch_size=config.batch_size,
             lr=config.lr if config.lr is not None else LOSS_SETTINGS[config.loss]["lr"],
             smoothness=smoothness,
             seed=config.seed,
+            **schedule,
         )
         history = fit(model, loss.to(device), xs, ys, fit_config, callback)
 
@@ -397,6 +408,25 @@ def _fit_color_map(
     color_map.eval()
     scores = {"fit_sliced_w2": learned_score, "gaussian_sliced_w2": gaussian_score}
     return FittedMap(color_map, device, history, time.perf_counter() - start, warnings, scores)
+
+
+#: LOSS_SETTINGS keys that are the loss's own arguments (setting name, argument name).
+_LOSS_KWARGS = (("critic_steps", "critic_steps"), ("critic_lr", "lr"), ("penalty", "penalty"))
+
+
+def _warm_up_critic(
+    loss: nn.Module, model: nn.Module, xs: Tensor, ys: Tensor, steps: int, batch: int, seed: int
+) -> None:
+    r"""Trains the adversarial loss's critic alone on the start map, one fresh batch a step, so
+    that the map's first steps follow a critic that already separates the two distributions."""
+
+    generator = torch.Generator().manual_seed(seed + 2)
+    for _ in range(steps):
+        x = xs[torch.randint(xs.shape[0], (batch,), generator=generator).to(xs.device)]
+        y = ys[torch.randint(ys.shape[0], (batch,), generator=generator).to(ys.device)]
+        with torch.no_grad():
+            mapped = model(x)
+        loss.train_critic(mapped, y, 1)
 
 
 def ot_plan_pairs(

@@ -49,6 +49,28 @@ def test_wgan_estimate_orders_distances() -> None:
     assert far > near and far > 1.0
 
 
+def test_wgan_critic_warm_up_alone_separates_distributions() -> None:
+    torch.manual_seed(0)
+    y = torch.randn(512, 2)
+    loss = WassersteinGP(2, critic_steps=0)
+    loss.train_critic(y + 3.0, y, 200)
+    assert loss(y + 3.0, y) > 1.0
+
+
+def test_colour_wgan_settings_are_loss_arguments() -> None:
+    import inspect
+
+    from otcolor.fit import _LOSS_KWARGS, LOSS_SETTINGS
+
+    settings = LOSS_SETTINGS["wgan"]
+    kwargs = {key: settings[arg] for arg, key in _LOSS_KWARGS if arg in settings}
+    assert set(kwargs) <= set(inspect.signature(WassersteinGP).parameters)
+    assert isinstance(build_loss("wgan", 3, **kwargs), WassersteinGP)
+    # Only the adversarial loss takes these settings; the others' results stay as they were.
+    for name in ("sliced", "kl"):
+        assert not {arg for arg, _ in _LOSS_KWARGS} & set(LOSS_SETTINGS[name])
+
+
 @pytest.mark.parametrize("name", LOSSES)
 def test_each_loss_decreases_when_training_a_shift(name: str) -> None:
     torch.manual_seed(0)
