@@ -360,24 +360,21 @@ def _fit_color_map(
         )
         history = fit_regression(model, inputs, targets, regression, callback)
     else:
+        settings = LOSS_SETTINGS[config.loss]
         if config.loss == "sliced":
             loss: nn.Module = SlicedW2(projections=16, generator=generator, reference=ys)
         else:
-            settings = LOSS_SETTINGS[config.loss]
             loss_kwargs = {key: settings[arg] for arg, key in _LOSS_KWARGS if arg in settings}
             loss = build_loss(config.loss, 3, generator=generator, **loss_kwargs)
             warm = int(settings.get("critic_warmup", 0))
             if warm:
                 _warm_up_critic(loss, model, xs, ys, warm, config.batch_size, config.seed)
-        own = LOSS_SETTINGS[config.loss]
-        schedule = {key: own[key] for key in ("lr_final", "warmup") if key in own}
         fit_config = FitConfig(
             steps=config.total_steps,
             batch_size=config.batch_size,
-            lr=config.lr if config.lr is not None else LOSS_SETTINGS[config.loss]["lr"],
+            lr=config.lr if config.lr is not None else settings["lr"],
             smoothness=smoothness,
             seed=config.seed,
-            **schedule,
         )
         history = fit(model, loss.to(device), xs, ys, fit_config, callback)
 
