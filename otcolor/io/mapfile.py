@@ -58,9 +58,7 @@ from ..color import SPACES, Look
 from ..errors import InputError, UsageError
 from ..models import MAP_MODELS, ColorMap, ConstantMap
 from ..nn import ACTIVATIONS
-from .files import (
-    write_atomically,
-)
+from .files import write_atomically
 
 #: The format name and version written in every map file's metadata.
 FORMAT = "otcolor-map"
@@ -350,6 +348,13 @@ def _describe_model(model: nn.Module) -> tuple[str, dict[str, Any]]:
 
 
 def _check_size(key: str, value: object) -> None:
+    if not (isinstance(value, int) and 1 <= value <= _MAX_WIDTH):
+        raise InputError(f"corrupt map file ({key} = {value!r})")
+
+
+def _check_widths(key: str, value: object) -> None:
+    r"""One width, or a list of at most 16 (the ICNN's layers)."""
+
     sizes = value if isinstance(value, list) else [value]
     if not (
         0 < len(sizes) <= 16 and all(isinstance(n, int) and 1 <= n <= _MAX_WIDTH for n in sizes)
@@ -370,7 +375,7 @@ def _check_steepness(key: str, value: object) -> None:
 #: How each constructor argument a file may hold is checked before the model is built, so that
 #: a hostile file cannot ask for gigabytes of weights or an unknown activation.
 _ARGUMENT_CHECKS: dict[str, Callable[[str, object], None]] = {
-    "hidden_features": _check_size,
+    "hidden_features": _check_widths,
     "layers": _check_size,
     "modules": _check_size,
     "activation": _check_activation,
@@ -390,5 +395,5 @@ def _new_model(name: object, config_text: str) -> nn.Module:
     if not isinstance(config, dict) or not set(config) <= allowed:
         raise InputError(f"corrupt map file (model_config {config!r})")
     for key, value in config.items():
-        _ARGUMENT_CHECKS.get(key, _check_size)(key, value)
+        _ARGUMENT_CHECKS[key](key, value)  # every argument a config() names has a check
     return cls.from_config(3, **config)
