@@ -86,6 +86,8 @@ def _corrupt(data: bytes, how: str) -> bytes:
         header["__metadata__"]["model"] = "os.system"
     elif how == "config":
         header["__metadata__"]["model_config"] = json.dumps({"hidden_features": 10**9})
+    elif how == "layers list":
+        header["__metadata__"]["model_config"] = json.dumps({"layers": [2, 2]})
     text = json.dumps(header).encode()
     return struct.pack("<Q", len(text)) + text + data[8 + n :]
 
@@ -103,6 +105,7 @@ def _corrupt(data: bytes, how: str) -> bytes:
         "shape",
         "model",
         "config",
+        "layers list",
     ],
 )
 def test_bad_files_give_one_line_errors(tmp_path: Path, how: str) -> None:
