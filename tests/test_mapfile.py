@@ -116,6 +116,8 @@ def test_bad_files_give_one_line_errors(tmp_path: Path, how: str) -> None:
     with pytest.raises(InputError) as caught:
         load_map(bad)
     assert "\n" not in str(caught.value) and str(bad) in str(caught.value)
+    if how == "layers list":  # refused by the argument check, before any constructor runs
+        assert "layers = [2, 2]" in str(caught.value)
     if how == "version":
         assert "version '99'" in str(caught.value)
 
