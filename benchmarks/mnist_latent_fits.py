@@ -19,8 +19,8 @@ Fits (``--fit``):
   :math:`\max_h \mathbb{E}_z \min_j (\tfrac12\|z - c_j\|^2 - h_j) + \tfrac1M \sum_j h_j` over
   ``--codes`` codes gives the semi-discrete Brenier map :math:`z \mapsto c_{j(z)}` (a lookup of
   training codes, scored as a memorisation reference, never stored); :math:`T` regresses it.
-* ``sliced`` / ``wgan``: :func:`otcolor.train.fit` with that loss of :mod:`otcolor.losses` on
-  the codes scaled by :math:`\Lambda^{p/2}`.
+* ``sliced`` / ``wgan``: :func:`otcolor.fitting.trainers.train_adam` with that loss of
+  :mod:`otcolor.losses` on the codes scaled by :math:`\Lambda^{p/2}`.
 
 Run from the repository root, e.g.::
 
@@ -41,13 +41,13 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
+from otcolor.fitting.trainers import AdamConfig, train_adam
 from otcolor.losses import SlicedW2, WassersteinGP
 from otcolor.mnist.classifier import ClassifierConfig, load_or_train_classifier, predict
 from otcolor.mnist.data import cache_dir, load_mnist
 from otcolor.mnist.latent import GENERATOR_MODELS, build_generator, sample
 from otcolor.mnist.memorisation import nearest_distances
 from otcolor.mnist.scoring import evaluate_samples
-from otcolor.train import FitConfig, fit
 
 
 def _cosine(step: int, total: int, lr: float) -> float:
@@ -182,8 +182,8 @@ def main(argv: list[str]) -> int:
             else WassersteinGP(args.latent, lr=args.critic_lr, generator=g)
         )
         latents = torch.randn(len(codes), args.latent, generator=torch.Generator().manual_seed(2))
-        config = FitConfig(steps=args.steps, batch_size=args.batch, lr=args.lr)
-        fit(_Scaled(model.map, weight), loss, latents, codes * weight, config)
+        config = AdamConfig(steps=args.steps, batch_size=args.batch, lr=args.lr)
+        train_adam(_Scaled(model.map, weight), loss, latents, codes * weight, config)
     seconds = time.perf_counter() - began
     final = score(sample(model, args.n, 3))
     row = {"args": {k: str(v) for k, v in vars(args).items()}, "start": start, "final": final}

@@ -1,8 +1,9 @@
 r"""Batch apply: a saved map (``.otmap``) onto images and folders of images.
 
-What ``otcolor apply`` runs: each image is loaded, mapped by :func:`otcolor.color.apply_look`
-(or :func:`otcolor.regrain.regrain` for a regrained look) and saved atomically; every output is
-checked before the first is written.
+What ``otcolor apply`` runs: each image is loaded, rendered by :func:`otcolor.pipeline.render`
+with the look the map file holds (regrained or pure, its strength, space and lightness setting:
+what ``transfer`` wrote for its source) and saved atomically; every output is checked before the
+first is written.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .color import ColorTable, apply_look
+from .color import ColorTable
 from .errors import InputError, OutputError, UsageError
 from .io import (
     ALLOWED_FORMATS,
@@ -29,8 +30,7 @@ from .io import (
     save_image,
 )
 from .io.mapfile import load_map
-from .regrain import REGRAIN
-from .regrain import regrain as regrain_image
+from .pipeline import override, render
 
 
 @dataclass
@@ -41,6 +41,7 @@ class ApplyResult:
     map: Path
     strength: float
     space: str
+    regrain: bool  # whether the look was applied with the regrain
     megapixels: float
     seconds: float  # the whole call: load, apply, save
     apply_seconds: float  # mapping pixels only (no decoding or encoding)
@@ -87,7 +88,7 @@ def apply_map(
     output: str | os.PathLike[str],
     *,
     strength: float | None = None,
-    regrain: bool = True,
+    regrain: bool | None = None,
     apply_mask: str | os.PathLike[str] | None = None,
     force: bool = False,
     quality: int = 95,
@@ -106,15 +107,15 @@ def apply_map(
         inputs: image files and folders of images.
         output: the output image or folder.
         strength: overrides the strength saved in the map.
-        regrain: apply with the regrain (:mod:`otcolor.regrain`; spatial), or the pure map.
+        regrain: overrides the map's choice: apply with the regrain (:mod:`otcolor.regrain`;
+            spatial) or the pure colour map; ``None``: as the map was made.
         apply_mask: a mask image, the size of every input, restricting where the map applies.
         force: replace existing outputs (never an input).
         callback: called as ``callback(done, total, path)`` after each image.
     """
 
     start = time.perf_counter()
-    loaded = load_map(map_path)
-    look = loaded.look.with_strength(strength)
+    look = override(load_map(map_path).look, strength=strength, regrain=regrain)
     files, folder = expand_inputs(inputs)
     output = Path(output)
     single = len(files) == 1 and not folder and not output.is_dir()
@@ -168,15 +169,18 @@ def apply_map(
             if image.size not in mask_cache:
                 mask_cache[image.size] = load_mask(apply_mask, image.size)
             mask = mask_cache[image.size]
-        if (image.bit_depth == 8 or regrain) and table is None:
+        if (image.bit_depth == 8 or look.regrain is not None) and table is None:
             table = ColorTable(look)
         began = time.perf_counter()
-        if regrain:
-            mapped = regrain_image(look, image.rgb, REGRAIN, mask=mask, table=table)
-        else:
-            mapped = apply_look(
-                look, image.rgb, bit_depth=image.bit_depth, mask=mask, table=table, as_uint8=True
-            )
+        mapped = render(
+            look,
+            image.rgb,
+            bit_depth=image.bit_depth,
+            mask=mask,
+            table=table,
+            as_uint8=True,
+            warnings=warnings,
+        )
         apply_seconds += time.perf_counter() - began
         megapixels += image.n_pixels / 1e6
         warnings += save_image(
@@ -190,6 +194,7 @@ def apply_map(
         map=Path(map_path),
         strength=look.strength,
         space=look.space,
+        regrain=look.regrain is not None,
         megapixels=megapixels,
         seconds=time.perf_counter() - start,
         apply_seconds=apply_seconds,
@@ -203,7 +208,7 @@ def apply_one(
     output: str | os.PathLike[str],
     *,
     strength: float | None = None,
-    regrain: bool = True,
+    regrain: bool | None = None,
     force: bool = False,
     quality: int = 95,
 ) -> str:

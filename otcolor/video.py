@@ -26,22 +26,22 @@ from pathlib import Path
 
 import numpy as np
 
-from .color import ColorTable, Look, apply_look, to_space
+from .color import ColorTable
 from .device import resolve_device
 from .errors import InputError, OutputError, UsageError
-from .fit import fit_color_map, sample_pixels
+from .fitting import Callback, FitSettings
 from .io import (
+    DEFAULT_MAX_PIXELS,
     check_distinct_outputs,
     check_output_path,
     commit_file,
     load_image,
     tmp_prefix,
 )
-from .io.mapfile import fingerprint
 from .io.mapfile import save_map as write_map
+from .look import Look, LookSettings, RegrainConfig
+from .pipeline import fit_look, provenance, render, sample_colours
 from .regrain import base_colors
-from .regrain import regrain as regrain_frame
-from .transfer import TransferConfig, sample_base
 
 _HINT_FFMPEG = "install ffmpeg (e.g. 'apt install ffmpeg' or 'brew install ffmpeg') and retry"
 
@@ -193,11 +193,11 @@ def _sample_frames(
     count: int,
     per_frame: int,
     seed: int,
-    base: bool = False,
+    regrain_config: RegrainConfig | None = None,
 ) -> np.ndarray:
     r"""Pixels drawn from ``count`` frames spread evenly over the clip, :math:`(N, 3)` float32;
-    with ``base``, from the frames' base layers (:func:`otcolor.regrain.base_colors`), as the
-    regrain fits."""
+    for a regrained look, from the frames' base layers (:func:`otcolor.regrain.base_colors`),
+    as the regrain fits."""
 
     step = max(1, (info.frames or count) // count)
     select = [
@@ -212,8 +212,8 @@ def _sample_frames(
     pools = []
     with _decoder(ffmpeg, path, info, select) as frames:
         for frame in frames:
-            if base:
-                flat = base_colors(frame).reshape(-1, 3)
+            if regrain_config is not None:
+                flat = base_colors(frame, regrain_config).reshape(-1, 3)
             else:
                 flat = frame.reshape(-1, 3).astype(np.float32) / 255
             picks = rng.choice(flat.shape[0], size=min(per_frame, flat.shape[0]), replace=False)
@@ -223,17 +223,24 @@ def _sample_frames(
     return np.concatenate(pools)
 
 
+#: The look a clip gets when it is fitted and no look settings are given: the pure colour map,
+#: one colour table for every frame.
+VIDEO_LOOK = LookSettings(regrain=None)
+
+
 def transfer_video(
     source: str | os.PathLike[str],
     reference: str | os.PathLike[str] | None,
     output: str | os.PathLike[str],
     *,
     look: Look | None = None,
-    config: object | None = None,
+    fit: FitSettings | None = None,
+    look_settings: LookSettings | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
     fit_frames: int = 16,
     force: bool = False,
     save_map: str | os.PathLike[str] | None = None,
-    fit_callback: Callable[[int, dict[str, float]], None] | None = None,
+    fit_callback: Callback | None = None,
     frame_callback: Callable[[int, int | None], None] | None = None,
 ) -> VideoResult:
     r"""Recolours a clip with one look: fitted from ``reference`` or given as ``look``.
@@ -242,8 +249,10 @@ def transfer_video(
         source: the input clip.
         reference: the image whose colours are wanted (``None`` when ``look`` is given).
         output: the output clip; its extension picks the container.
-        look: a look to apply instead of fitting one.
-        config: a :class:`otcolor.transfer.TransferConfig` for the fit.
+        look: a look to apply instead of fitting one (a map file's, with any overrides).
+        fit: how the map is fitted from ``reference``.
+        look_settings: the fitted look's settings (default :data:`VIDEO_LOOK`, the pure map).
+        max_pixels: the largest accepted reference image.
         fit_frames: how many frames, spread over the clip, the fit samples pixels from.
         force: replace an existing output (never an input).
         save_map: also write the fitted look as a map file.
@@ -259,8 +268,8 @@ def transfer_video(
 
     if (look is None) == (reference is None):
         raise UsageError("give either a reference image or a map file")
-    config = config if config is not None else TransferConfig(regrain=False)  # pure map
-    assert isinstance(config, TransferConfig)
+    fit = fit or FitSettings()
+    look_settings = look_settings or VIDEO_LOOK
     start = time.perf_counter()
     source, output = Path(source), Path(output)
     ffmpeg, ffprobe = find_ffmpeg()
@@ -275,47 +284,27 @@ def transfer_video(
     fit_seconds = 0.0
     if look is None:
         assert reference is not None
-        target = load_image(reference, max_pixels=config.max_pixels)
+        device = resolve_device(fit.device)
+        target = load_image(reference, max_pixels=max_pixels)
         warnings += target.warnings
-        per_frame = -(-config.samples // fit_frames)
-        x = _sample_frames(
-            ffmpeg, source, info, fit_frames, per_frame, config.seed, base=config.regrain
-        )
-        rng = np.random.default_rng(config.seed)
-        if x.shape[0] > config.samples:
-            x = x[rng.choice(x.shape[0], config.samples, replace=False)]
-        if config.regrain:
-            y = sample_base(target, None, config.samples, rng, resolve_device(config.device))
-        else:
-            y = sample_pixels(target, config.samples, rng)
-        fitted = fit_color_map(
-            to_space(x, config.space), to_space(y, config.space), config.fit, fit_callback
-        )
-        warnings += fitted.warnings
-        fit_seconds = fitted.seconds
-        look = Look(
-            fitted.map, config.space, config.strength, config.preserve_luminance, fitted.device
-        )
+        grain = look_settings.regrain
+        per_frame = -(-fit.samples // fit_frames)
+        x = _sample_frames(ffmpeg, source, info, fit_frames, per_frame, fit.seed, grain)
+        rng = np.random.default_rng(fit.seed)
+        if x.shape[0] > fit.samples:
+            x = x[rng.choice(x.shape[0], fit.samples, replace=False)]
+        y = sample_colours(target, fit.samples, rng, grain, device)
+        made = fit_look(x, y, fit, look_settings, fit_callback, device)
+        warnings += made.warnings
+        fit_seconds = made.fitted.seconds
+        look = made.look
         if save_map is not None:
-            fit_settings = {
-                k: getattr(config, k)
-                for k in (
-                    "model",
-                    "loss",
-                    "steps",
-                    "samples",
-                    "smoothness",
-                    "init",
-                    "seed",
-                    "regrain",
-                )
+            made_from = {
+                "source": (source, (info.width, info.height), None),
+                "target": (reference, target.size, target.sha256),
             }
-            info_extra = {
-                "fit": {**fit_settings, "fit_frames": fit_frames},
-                "source": fingerprint(source, (info.width, info.height)),
-                "target": fingerprint(reference, target.size, target.sha256),
-            }
-            write_map(save_map, look, info_extra, overwrite=force)
+            record = provenance(made.settings, made_from, fit_frames=fit_frames)
+            write_map(save_map, look, record, overwrite=force)
 
     table = ColorTable(look)
     if info.width % 2 or info.height % 2:
@@ -323,16 +312,7 @@ def transfer_video(
             f"{source}: {info.width}x{info.height} frames are odd-sized, so they are encoded "
             "4:4:4 (4:2:0 needs even sizes); some players cannot play that"
         )
-    done, audio = _encode(
-        ffmpeg,
-        source,
-        output,
-        info,
-        table,
-        frame_callback,
-        overwrite=force,
-        regrain=config.regrain,
-    )
+    done, audio = _encode(ffmpeg, source, output, info, table, frame_callback, overwrite=force)
     if info.audio and not audio:
         warnings.append(f"{output}: the audio could not be copied into this container")
     return VideoResult(
@@ -366,7 +346,6 @@ def _encode(
     table: ColorTable,
     callback: Callable[[int, int | None], None] | None,
     overwrite: bool = True,
-    regrain: bool = False,
 ) -> tuple[int, bool]:
     r"""Maps every frame and writes ``output`` atomically; returns the frames and whether
     audio was copied. Without ``overwrite``, a file that appeared at ``output`` meanwhile is
@@ -411,11 +390,10 @@ def _encode(
         try:
             with _decoder(ffmpeg, source, info) as frames:
                 for frame in frames:
-                    if regrain:  # spatial, per frame: see docs/regrain.md, "Video"
-                        out = regrain_frame(table.look, frame, table=table)
-                        mapped = np.round(out * 255).astype(np.uint8)
-                    else:
-                        mapped = apply_look(table.look, frame, table=table, as_uint8=True)
+                    # A regrained look is spatial, per frame: see docs/regrain.md, "Video".
+                    mapped = render(table.look, frame, table=table, as_uint8=True)
+                    if mapped.dtype != np.uint8:
+                        mapped = np.round(mapped * 255).astype(np.uint8)
                     try:
                         encoder.stdin.write(mapped.tobytes())
                     except BrokenPipeError:

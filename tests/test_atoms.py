@@ -3,7 +3,7 @@ r"""Tests of otcolor.atoms: weights are pixel counts, moments are kept, the budg
 import numpy as np
 import torch
 
-from otcolor.atoms import source_atoms, target_atoms
+from otcolor.fitting.atoms import source_atoms, target_atoms
 
 
 def _pixels(seed: int = 0, n: int = 20_000) -> np.ndarray:

@@ -13,7 +13,6 @@ import pytest
 from PIL import Image, ImageCms
 
 from otcolor.errors import InputError, OutputError, UsageError
-from otcolor.fit import sample_pixels
 from otcolor.io import (
     DEFAULT_MAX_PIXELS,
     LoadedImage,
@@ -21,6 +20,7 @@ from otcolor.io import (
     load_image,
     save_image,
 )
+from otcolor.pipeline import sample_pixels
 
 MAKE, ORIENTATION = 0x010F, 0x0112
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from otcolor.fitting.trainers import AdamConfig, train_adam
 from otcolor.losses import build_loss
 from otcolor.mnist.generate import build_generator, sample
 from otcolor.mnist.gmm import GaussianMixtureConfig, fit_mixture
 from otcolor.mnist.memorisation import memorisation, nearest_distances
-from otcolor.train import FitConfig, fit
 
 
 def _digits(n: int, generator: torch.Generator) -> torch.Tensor:
@@ -128,7 +128,7 @@ def test_training_improves_on_the_start() -> None:
 
     before = distance()
     latents = torch.randn(3000, 2, generator=torch.Generator().manual_seed(2))
-    fit(model.map, loss, latents, targets, FitConfig(steps=300, batch_size=256, lr=1e-2))
+    train_adam(model.map, loss, latents, targets, AdamConfig(steps=300, batch_size=256, lr=1e-2))
     after = distance()
     # Modest on purpose: on this data the C-MGN gains ~7 % in 300 steps (see the report).
     assert after < 0.97 * before, (before, after)
@@ -162,6 +162,6 @@ def test_latent_fit_improves_on_the_start() -> None:
 
     before = distance()
     latent_fit = fit_latent(model, train, "sliced", seed=0, device=torch.device("cpu"))
-    latent_fit.run(model, FitConfig(steps=300, batch_size=256, lr=1e-2))
+    latent_fit.run(model, AdamConfig(steps=300, batch_size=256, lr=1e-2))
     after = distance()
     assert after < 0.97 * before, (before, after)

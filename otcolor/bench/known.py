@@ -38,7 +38,9 @@ from ..baselines import BASELINES
 from ..data import image_path
 from ..device import resolve_device
 from ..errors import InputError, UsageError
+from ..fitting import FitSettings
 from ..io import load_image
+from ..look import LookSettings
 from ..transfer import TransferConfig, transfer
 from .common import BenchReport, BenchResult, Progress, expand_models, machine_info
 from .maps import FAMILIES, draw_map
@@ -200,24 +202,15 @@ def run_known(
     model_names = expand_models(models)
     device = resolve_device(config.device)
     photos = {name: load_photo(name) for name in config.photos}  # fail before any fit
-    methods: list[tuple[str, TransferConfig]] = [
-        (
-            m,
-            TransferConfig(
-                model=m, steps=config.steps, device=str(device), seed=config.seed, regrain=False
-            ),
-        )
-        for m in model_names
-    ]
+    pure = LookSettings(regrain=None)  # a known map is a colour map: the pure route
+
+    def method(**fit: Any) -> TransferConfig:
+        settings = FitSettings(steps=config.steps, device=str(device), seed=config.seed, **fit)
+        return TransferConfig(fit=settings, look=pure)
+
+    methods = [(m, method(model=m)) for m in model_names]
     if config.plan and "cmgn" in model_names:
-        plan = TransferConfig(
-            estimator="plan",
-            steps=config.steps,
-            device=str(device),
-            seed=config.seed,
-            regrain=False,
-        )
-        methods.append(("cmgn-plan", plan))
+        methods.append(("cmgn-plan", method(estimator="plan")))
     baselines = [(b, _baseline(b)) for b in config.baselines]
     skipped = [b for b, fn in baselines if fn is None]
     total = len(photos) * len(config.families)

@@ -13,12 +13,13 @@ import typer
 
 from ..bench.common import BENCH_LOSSES, BENCH_MODELS
 from ..bench.pixels import PIXEL_LOSSES
-from ..color import SPACES
 from ..device import DEVICES
-from ..fit import ESTIMATORS, INITS
+from ..fitting.colour import INITS
+from ..fitting.estimators import ESTIMATORS
 from ..io.lut import LUT_FORMATS, LUT_METHODS
 from ..losses import LOSSES
 from ..models import MODELS
+from ..spaces import SPACES
 from ._app import finite
 
 
@@ -35,11 +36,11 @@ def choices(name: str, keys: Iterable[str], doc: str, *, all_: bool = False) -> 
 ModelName = choices("ModelName", MODELS, "Map architectures: otcolor.models.MODELS.")
 LossName = choices("LossName", LOSSES, "Training losses: otcolor.losses.LOSSES.")
 EstimatorName = choices(
-    "EstimatorName", ESTIMATORS, "Estimators of loss ot: otcolor.fit.ESTIMATORS."
+    "EstimatorName", ESTIMATORS, "Estimators: otcolor.fitting.estimators.ESTIMATORS."
 )
-InitName = choices("InitName", INITS, "Starting points of the map: otcolor.fit.INITS.")
+InitName = choices("InitName", INITS, "Starting points of the map: otcolor.fitting.colour.INITS.")
 DeviceName = choices("DeviceName", DEVICES, "Where to train: otcolor.device.DEVICES.")
-SpaceName = choices("SpaceName", SPACES, "Colour spaces: otcolor.color.SPACES.")
+SpaceName = choices("SpaceName", SPACES, "Colour spaces: otcolor.spaces.SPACES.")
 LutFormat = choices("LutFormat", LUT_FORMATS, "3-D LUT formats: otcolor.io.lut.LUT_FORMATS.")
 LutMethod = choices("LutMethod", LUT_METHODS, "LUT entry methods: otcolor.io.lut.LUT_METHODS.")
 BenchModel = choices(

@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_SIZES",
     "LUT_FORMATS",
     "LUT_METHODS",
+    "LUT_REGRAIN_NOTE",
     "bake_lut",
     "check_lut",
     "choose_shaper",
@@ -49,8 +50,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from ..color import Look
 from ..errors import InputError, UsageError
+from ..look import Look
 from .decode import LoadedImage
 from .encode import save_image
 from .files import write_atomically
@@ -74,6 +75,13 @@ LUT_METHODS: tuple[str, ...] = ("fit", "nodes")
 #: The fit samples the look on a grid of about this many points per axis (a multiple of the
 #: table's cells): 129^3 = 2.1 M colours, a second or two of map evaluation.
 _FIT_POINTS = 129
+
+
+#: What a LUT made from a regrained look holds, in one line for the user.
+LUT_REGRAIN_NOTE = (
+    "this look regrains (spatial: the grain is kept); a LUT holds a colour function only, so "
+    "it holds the look's pure colour map, whose flat noisy areas differ from the still's"
+)
 
 
 def check_lut(

@@ -17,9 +17,15 @@ Metadata (every value a string; ``*`` marks JSON-encoded ones): ``format`` = ``o
 ``format_version`` = ``1``, ``kind`` (``colormap``: :math:`T(x) = c + s\,G((x - c)/s)`, or
 ``constant``: :math:`T(x) = c`), ``model`` (``cmgn``, ``mmgn``, ``icnn`` or ``affine``, the
 Gaussian fallback), ``model_config*`` (the model's constructor arguments), ``scale`` (:math:`s`,
-Python ``repr`` of a float: exact), ``space``, ``strength``, ``preserve_luminance``, ``fit*``
-(model, loss, steps, samples, smoothness, init, seed), ``source*`` and ``target*`` (file name,
-size, SHA-256 of the file), ``versions*`` (otcolor, torch, numpy). Tensors: ``center``
+Python ``repr`` of a float: exact), the look's settings (``space``, ``strength``,
+``preserve_luminance``, and ``regrain*``: the regrain's filter settings, or ``null`` for the
+pure colour map), ``fit*`` (the fit settings as fitted: model, loss, estimator and its options,
+steps, samples, smoothness, init, seed, ...), ``source*`` and ``target*`` (file name, size,
+SHA-256 of the file), ``versions*`` (otcolor, torch, numpy).
+
+Files written before the look held its regrain have no ``regrain`` key: their
+``fit*.regrain`` flag says how they were made, and without one the regrain is on (what
+``apply`` did with them then). Tensors: ``center``
 (:math:`c`) and the model's parameters prefixed ``model.`` (``colormap``), or ``colour``
 (``constant``).
 
@@ -39,6 +45,7 @@ __all__ = [
     "save_map",
 ]
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -54,8 +61,8 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..color import SPACES, Look
-from ..errors import InputError, UsageError
+from ..errors import InputError, OtcolorError, UsageError
+from ..look import REGRAIN, Look, LookSettings, RegrainConfig
 from ..models import MAP_MODELS, ColorMap, ConstantMap
 from ..nn import ACTIVATIONS
 from .files import write_atomically
@@ -137,9 +144,12 @@ def save_map(
         tensors = dict(color_map.state_dict())
     else:
         raise UsageError(f"cannot save a map of type {type(color_map).__name__}")
-    meta["space"] = look.space
-    meta["strength"] = repr(float(look.strength))
-    meta["preserve_luminance"] = json.dumps(bool(look.preserve_luminance))
+    settings = look.settings
+    meta["space"] = settings.space
+    meta["strength"] = repr(float(settings.strength))
+    meta["preserve_luminance"] = json.dumps(bool(settings.preserve_luminance))
+    grain = settings.regrain
+    meta["regrain"] = json.dumps(None if grain is None else dataclasses.asdict(grain))
     versions = {"otcolor": __version__, "torch": torch.__version__, "numpy": np.__version__}
     for key, value in {"versions": versions, **(info or {})}.items():
         meta[key] = json.dumps(value)
@@ -186,10 +196,11 @@ def load_map(path: str | os.PathLike[str], device: torch.device | str = "cpu") -
     Example:
         >>> import tempfile, torch
         >>> from pathlib import Path
-        >>> from otcolor.color import Look
+        >>> from otcolor.look import Look, LookSettings
         >>> from otcolor.models import ConstantMap
         >>> path = Path(tempfile.mkdtemp()) / "grey.otmap"
-        >>> save_map(path, Look(ConstantMap(torch.tensor([0.5, 0.5, 0.5])), strength=0.25))
+        >>> grey = ConstantMap(torch.tensor([0.5, 0.5, 0.5]))
+        >>> save_map(path, Look(grey, LookSettings(strength=0.25)))
         >>> loaded = load_map(path).look
         >>> loaded.strength, loaded.map.colour.tolist()
         (0.25, [0.5, 0.5, 0.5])
@@ -323,19 +334,37 @@ def _build(
             color_map.load_state_dict(state, strict=True)
         else:
             raise InputError(f"corrupt map file (kind {kind!r})")
-        strength = float(meta.get("strength", "1.0"))
-        space = meta.get("space", "rgb")
-        if space not in SPACES or not 0 <= strength <= 1:
-            raise InputError(f"corrupt map file (space {space!r}, strength {strength!r})")
-        preserve = json.loads(meta.get("preserve_luminance", "false"))
+        settings = _look_settings(meta, metadata)
     except InputError:
         raise
     except (RuntimeError, ValueError, TypeError, KeyError, OverflowError) as err:
         text = " ".join(str(err).split())[:200]
         raise InputError(f"corrupt map file ({type(err).__name__}: {text})") from err
     color_map.to(device).eval()
-    look = Look(color_map, space, strength, bool(preserve), device)
-    return look, metadata
+    return Look(color_map, settings, device), metadata
+
+
+def _look_settings(meta: dict[str, str], metadata: dict[str, Any]) -> LookSettings:
+    r"""The look's settings from a checked header (see the module docstring for old files)."""
+
+    space = meta.get("space", "rgb")
+    strength = float(meta.get("strength", "1.0"))
+    preserve = json.loads(meta.get("preserve_luminance", "false"))
+    if not isinstance(preserve, bool):
+        raise InputError(f"corrupt map file (preserve_luminance {preserve!r})")
+    if "regrain" in meta:
+        grain = json.loads(meta["regrain"])
+        fields = {f.name for f in dataclasses.fields(RegrainConfig)}
+        if grain is not None and not (isinstance(grain, dict) and set(grain) == fields):
+            raise InputError(f"corrupt map file (regrain {meta['regrain'][:100]!r})")
+    else:
+        made = metadata.get("fit")
+        grain = {} if not isinstance(made, dict) or made.get("regrain", True) else None
+    try:
+        regrain = None if grain is None else RegrainConfig(**grain) if grain else REGRAIN
+        return LookSettings(space, strength, preserve, regrain)
+    except OtcolorError as err:
+        raise InputError(f"corrupt map file ({err.message})") from err
 
 
 def _describe_model(model: nn.Module) -> tuple[str, dict[str, Any]]:

@@ -23,8 +23,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from ..fitting.trainers import AdamConfig, train_adam
 from ..losses import build_loss
-from ..train import FitConfig, fit
 from .latent import LatentGenerator
 
 #: The exponent :math:`p` of the loss's coordinates :math:`\Lambda^{p/2} c`, per loss.
@@ -60,7 +60,7 @@ class LatentFit:
     def run(
         self,
         model: LatentGenerator,
-        config: FitConfig,
+        config: AdamConfig,
         callback: Callable[[int, dict[str, float]], None] | None = None,
         *,
         trial: bool = False,
@@ -70,7 +70,7 @@ class LatentFit:
 
         loss = copy.deepcopy(self.loss) if trial else self.loss
         wrapped = _Weighted(model.map, self.weight)
-        return fit(wrapped, loss, self.latents, self.targets, config, callback)
+        return train_adam(wrapped, loss, self.latents, self.targets, config, callback)
 
 
 def fit_latent(

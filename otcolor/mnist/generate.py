@@ -38,10 +38,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..device import resolve_device
 from ..errors import OutputError, UsageError
+from ..fitting.trainers import AdamConfig
 from ..io import check_output_path, save_image
 from ..losses import LOSSES
-from ..train import FitConfig, resolve_device
 from .classifier import ClassifierConfig, class_consistency, load_or_train_classifier, predict
 from .data import MnistData, cache_dir, load_mnist
 from .fitting import DEFAULT_LR, fit_latent
@@ -54,7 +55,7 @@ from .scoring import baselines, evaluate_samples
 
 #: ``callback(phase, done, total, info)``: phase is ``download``, ``classifier``, ``train:<model>``
 #: or ``evaluate``.
-Callback = Callable[[str, int, int, str], None]
+Progress = Callable[[str, int, int, str], None]
 
 
 @dataclass
@@ -142,7 +143,7 @@ def run_mnist(
     force: bool = False,
     save_model: str | os.PathLike[str] | None = None,
     samples_out: str | os.PathLike[str] | None = None,
-    callback: Callback | None = None,
+    callback: Progress | None = None,
     data: MnistData | None = None,
 ) -> MnistResult:
     r"""Trains the generator(s) of ``config``, scores them, and writes one grid per model.
@@ -159,7 +160,7 @@ def run_mnist(
             name, its constructor arguments and its ``state_dict``), or ``None``.
         samples_out: where to write the scored samples (``.npy``, float32, :math:`(N, 784)` in
             :math:`[0, 1]`), or ``None``.
-        callback: progress, see :data:`Callback`.
+        callback: progress, see :data:`Progress`.
         data: already loaded digits (tests); read with :func:`load_mnist` otherwise.
 
     Raises:
@@ -252,7 +253,7 @@ def run_mnist(
         report("evaluate", 0, 1, f"{name} at its start")
         start_metrics = score(sample(model, n_eval, config.seed + 3, device))
         lr = config.lr if config.lr is not None else DEFAULT_LR[config.loss]
-        fit_config = FitConfig(
+        fit_config = AdamConfig(
             steps=config.steps, batch_size=config.batch_size, lr=lr, seed=config.seed
         )
         # The one-step row: a copy (generator, and critic for wgan) trained for one step of

@@ -2,7 +2,7 @@ r"""Colour distributions as weighted atoms: every pixel counted, a few thousand 
 
 A photo has millions of pixels but rarely more than a few hundred thousand distinct colours,
 and a colour map is smooth at the scale of a few levels. So the estimator in
-:mod:`otcolor.estimate` sees
+:mod:`otcolor.fitting.brenier` sees
 
 * the **target** as all of its colours, merged only where they differ by less than a
   4096th of the colour range (every 8-bit colour stays its own atom), with their pixel counts
