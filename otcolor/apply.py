@@ -30,6 +30,8 @@ from .io import (
     save_image,
 )
 from .io.mapfile import load_map
+from .io.profiles import SOURCE
+from .io.profiles import output_profile as resolve_output_profile
 from .pipeline import override, render
 
 
@@ -93,6 +95,7 @@ def apply_map(
     force: bool = False,
     quality: int = 95,
     max_pixels: int | None = Image.MAX_IMAGE_PIXELS,
+    output_profile: str = SOURCE,
     callback: Callable[[int, int, Path], None] | None = None,
 ) -> ApplyResult:
     r"""Applies a saved map to one image (``output`` a file) or many (``output`` a folder).
@@ -111,10 +114,13 @@ def apply_map(
             spatial) or the pure colour map; ``None``: as the map was made.
         apply_mask: a mask image, the size of every input, restricting where the map applies.
         force: replace existing outputs (never an input).
+        output_profile: each output's colour profile: ``"source"`` (its input's), a named one
+            or an ``.icc`` file (:func:`otcolor.io.profiles.output_profile`).
         callback: called as ``callback(done, total, path)`` after each image.
     """
 
     start = time.perf_counter()
+    profile = resolve_output_profile(output_profile)
     look = override(load_map(map_path).look, strength=strength, regrain=regrain)
     files, folder = expand_inputs(inputs)
     output = Path(output)
@@ -184,7 +190,13 @@ def apply_map(
         apply_seconds += time.perf_counter() - began
         megapixels += image.n_pixels / 1e6
         warnings += save_image(
-            target, mapped, alpha=image.alpha, like=image, quality=quality, overwrite=force
+            target,
+            mapped,
+            alpha=image.alpha,
+            like=image,
+            quality=quality,
+            overwrite=force,
+            profile=profile,
         )
         if callback is not None:
             callback(done, len(files), target)

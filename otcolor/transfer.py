@@ -25,6 +25,7 @@ from .io import (
 from .io.lut import check_lut, export_lut
 from .io.mapfile import fingerprint
 from .io.mapfile import save_map as write_map
+from .io.profiles import SOURCE, ColourProfile, output_profile
 from .look import LookSettings
 from .metrics import sliced_w2
 from .pipeline import fit_look, provenance, render, sample_colours, sample_pixels
@@ -33,10 +34,19 @@ from .regrain import base_colors
 
 @dataclass(frozen=True)
 class FileSettings:
-    r"""How a use case reads and writes image files."""
+    r"""How a use case reads and writes image files.
 
-    quality: int = 95  # JPEG/WebP quality of the output
-    max_pixels: int | None = DEFAULT_MAX_PIXELS  # refuse larger inputs (decompression bombs)
+    Arguments:
+        quality: the JPEG, WebP, AVIF and HEIF quality of the output, 1 to 100.
+        max_pixels: refuse larger inputs (decompression bombs); ``None``: no limit.
+        output_profile: the output's colour profile: ``"source"`` (the source's own), a name
+            of :data:`otcolor.io.profiles.NAMED_PROFILES` (``srgb``, ``display-p3``, ...) or an
+            RGB ``.icc`` file (see docs/colour.md).
+    """
+
+    quality: int = 95
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    output_profile: str = SOURCE
 
     def __post_init__(self) -> None:
         quality = self.quality
@@ -47,6 +57,15 @@ class FileSettings:
         limit = self.max_pixels
         if limit is not None and not (isinstance(limit, int) and limit >= 1):
             raise UsageError(f"max_pixels must be a positive integer, got {limit!r}")
+        if not isinstance(self.output_profile, str):
+            raise UsageError(
+                f"output_profile must be a name or a path, got {self.output_profile!r}"
+            )
+
+    def profile(self) -> ColourProfile | None:
+        r"""The output profile (``None``: the source's), read and checked (before any decoding)."""
+
+        return output_profile(self.output_profile)
 
 
 @dataclass(frozen=True)
@@ -155,6 +174,7 @@ def transfer(
             check_output_path(extra, [*inputs, output], force=force, image=False)
     if lut is not None:
         check_lut(lut, None, lut_size)
+    profile = files.profile()
     source_image = load_image(source, max_pixels=files.max_pixels)
     target_image = load_image(target, max_pixels=files.max_pixels)
     if source_image.alpha is not None:
@@ -202,6 +222,7 @@ def transfer(
         like=source_image,
         quality=files.quality,
         overwrite=force,
+        profile=profile,
     )
     if save_map is not None:
         write_map(save_map, made.look, provenance(made.settings, inputs_record), overwrite=force)
