@@ -40,7 +40,7 @@ from ..fitting import FitSettings
 from ..io import load_image
 from ..look import REGRAIN, LookSettings
 from ..metrics import evaluate_transfer, quantize
-from ..pipeline import fit_look, render, sample_colours
+from ..pipeline import fit_look, render, sample_colours, sampling_rng
 from ..regrain import base_colors
 from .common import (
     BenchReport,
@@ -164,7 +164,7 @@ def run_pixels(
         source, target = resolve_pair("ocean")
     src_image, tgt_image = load_image(source), load_image(target)
     src, tgt = src_image.rgb.astype(np.float64), tgt_image.rgb.astype(np.float64)
-    rng = np.random.default_rng(config.seed)
+    rng = sampling_rng()
     look = LookSettings(regrain=REGRAIN if config.regrain else None)  # as `otcolor transfer`
     grain = look.regrain
     src_base = None if grain is None else base_colors(src_image.rgb, grain, device)  # once
