@@ -70,7 +70,9 @@ def transfer(source: Path, target: Path, output: Path, seed: int) -> float:
     command = [sys.executable, "-m", "otcolor", "transfer", str(source), str(target), "-o",
                str(output), "--seed", str(seed), "--force", "--quiet"]  # fmt: skip
     began = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True)
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"{command}: {done.stderr.strip()[-500:]}")
     return time.perf_counter() - began
 
 

@@ -52,5 +52,4 @@ def test_source_atoms_depend_on_the_pixels_not_their_order() -> None:
         return table[np.lexsort(table.T[::-1])]
 
     assert np.array_equal(rows(a), rows(b))
-    # Each representative is the cell's pixel nearest to the cell's mean.
     assert len(a) > 100
