@@ -20,6 +20,7 @@ from .io import (
     check_output_path,
     load_image,
     load_mask,
+    outputs_together,
     save_image,
 )
 from .io.lut import check_lut, export_lut
@@ -57,6 +58,13 @@ class TransferConfig:
     fit: FitSettings = FitSettings()
     look: LookSettings = LookSettings()
     files: FileSettings = FileSettings()
+
+    def __post_init__(self) -> None:
+        # Each part validates itself when made; a stand-in object would skip that.
+        for name, kind in (("fit", FitSettings), ("look", LookSettings), ("files", FileSettings)):
+            value = getattr(self, name)
+            if not isinstance(value, kind):
+                raise UsageError(f"{name} must be a {kind.__name__}, got {type(value).__name__}")
 
 
 @dataclass
@@ -141,7 +149,9 @@ def transfer(
         OtcolorError: a subclass with the exit code of the failure (see ``otcolor.errors``).
     """
 
-    config = config or TransferConfig()
+    config = TransferConfig() if config is None else config
+    if not isinstance(config, TransferConfig):
+        raise UsageError(f"config must be a TransferConfig, got {type(config).__name__}")
     fit, look_settings, files = config.fit, config.look, config.files
     start = time.perf_counter()
     device = resolve_device(fit.device)  # fail on an unavailable device before any decoding
@@ -195,18 +205,20 @@ def transfer(
         base=source_base,
         warnings=warnings,
     )
-    warnings += save_image(
-        output,
-        mapped,
-        alpha=source_image.alpha,
-        like=source_image,
-        quality=files.quality,
-        overwrite=force,
-    )
-    if save_map is not None:
-        write_map(save_map, made.look, provenance(made.settings, inputs_record), overwrite=force)
-    if lut is not None:
-        export_lut(made.look, lut, lut_size, overwrite=force)
+    with outputs_together():  # the image, its map and its LUT: all of them, or none
+        warnings += save_image(
+            output,
+            mapped,
+            alpha=source_image.alpha,
+            like=source_image,
+            quality=files.quality,
+            overwrite=force,
+        )
+        if save_map is not None:
+            record = provenance(made.settings, inputs_record)
+            write_map(save_map, made.look, record, overwrite=force)
+        if lut is not None:
+            export_lut(made.look, lut, lut_size, overwrite=force)
 
     if grain is not None:
         # The fit saw base layers; the summary compares the images themselves (for a pure look

@@ -277,19 +277,33 @@ def video(
     ] = None,
     preserve_luminance: LuminanceOption = False,
     save_map: SaveMapOption = None,
+    max_pixels: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Largest accepted frame and reference image, in pixels (width x height, read "
+            "before any frame is decoded). Default: Pillow's limit, 89,478,485.",
+            rich_help_panel="Input",
+        ),
+    ] = DEFAULT_MAX_PIXELS,
     json_output: JsonOption = False,
     force: ForceOption = False,
     quiet: QuietOption = False,
 ) -> None:
     r"""Recolour a clip with ONE map (fitted on frames across it, or --map): no flicker.
 
-    Needs ffmpeg and ffprobe on PATH (exit 2 when missing). Audio is copied.
+    Needs ffmpeg and ffprobe on PATH (exit 2 when missing). Audio is copied. Output
+    containers: .mp4, .m4v, .mov, .mkv, .avi.
     """
 
     from ..errors import UsageError
 
     if (reference is None) == (map_file is None):
         raise UsageError("give a REFERENCE image or --map, not both or neither")
+    # The outputs first (the map file is an input), before the map is even read.
+    video_lib.check_video_outputs(
+        output, [source, reference, map_file], save_map=save_map, force=force
+    )
     fit = FitSettings(
         model=model.value,
         loss=loss.value,
@@ -325,6 +339,8 @@ def video(
             reference,
             output,
             look=look,
+            map_file=map_file,
+            max_pixels=max_pixels,
             fit=fit,
             look_settings=look_settings,
             fit_frames=fit_frames,
