@@ -42,7 +42,14 @@ from ..fitting import FitSettings
 from ..io import load_image
 from ..look import LookSettings
 from ..transfer import TransferConfig, transfer
-from .common import BenchReport, BenchResult, Progress, expand_models, machine_info
+from .common import (
+    BenchReport,
+    BenchResult,
+    Progress,
+    check_bench_image,
+    expand_models,
+    machine_info,
+)
 from .maps import FAMILIES, draw_map
 
 #: Photos by short name (paths relative to the checkout). ``skimage:NAME`` names a photo of
@@ -94,6 +101,7 @@ def load_photo(name: str) -> np.ndarray:
     else:
         path = Path(name)
     rgb = load_image(path).rgb
+    check_bench_image(name, rgb.shape)
     return np.round(rgb * 255.0).astype(np.uint8)
 
 

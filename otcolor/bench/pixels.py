@@ -46,6 +46,7 @@ from .common import (
     BenchReport,
     BenchResult,
     Progress,
+    check_bench_image,
     expand_losses,
     expand_models,
     machine_info,
@@ -163,6 +164,8 @@ def run_pixels(
     if source is None or target is None:
         source, target = resolve_pair("ocean")
     src_image, tgt_image = load_image(source), load_image(target)
+    check_bench_image(source, src_image.rgb.shape)
+    check_bench_image(target, tgt_image.rgb.shape)
     src, tgt = src_image.rgb.astype(np.float64), tgt_image.rgb.astype(np.float64)
     rng = np.random.default_rng(config.seed)
     look = LookSettings(regrain=REGRAIN if config.regrain else None)  # as `otcolor transfer`
