@@ -17,6 +17,7 @@ mode an image would get, together with ``save_map`` (:func:`otcolor.io.outputs_t
 from __future__ import annotations
 
 __all__ = [
+    "MAX_FIT_FRAMES",
     "VIDEO_EXTENSIONS",
     "VideoInfo",
     "VideoResult",
@@ -156,6 +157,9 @@ def _sample_frames(
     return np.concatenate(pools)
 
 
+#: The most frames a fit samples (``fit_frames``): beyond a few dozen the pool barely changes.
+MAX_FIT_FRAMES = 10_000
+
 #: The look a clip gets when it is fitted and no look settings are given: the pure colour map,
 #: one colour table for every frame.
 VIDEO_LOOK = LookSettings(regrain=None)
@@ -289,8 +293,14 @@ def _check_values(
         isinstance(max_pixels, int) and not isinstance(max_pixels, bool) and max_pixels >= 1
     ):
         raise UsageError(f"max_pixels must be a positive integer, got {max_pixels!r}")
-    if not (isinstance(fit_frames, int) and not isinstance(fit_frames, bool) and fit_frames >= 1):
-        raise UsageError(f"fit_frames must be a positive integer, got {fit_frames!r}")
+    if not (
+        isinstance(fit_frames, int)
+        and not isinstance(fit_frames, bool)
+        and 1 <= fit_frames <= MAX_FIT_FRAMES
+    ):
+        raise UsageError(
+            f"fit_frames must be an integer in [1, {MAX_FIT_FRAMES:,}], got {fit_frames!r}"
+        )
 
 
 def _has_encoder(ffmpeg: str, name: str) -> bool:

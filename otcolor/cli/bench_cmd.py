@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ..fitting.colour import MAX_STEPS
 from ._app import (
     EPILOG,
     MAX_SEED,
@@ -45,7 +46,9 @@ app.add_typer(bench_app, name="bench")
 ModelOption = Annotated[BenchModel, typer.Option("--model", help="Map architecture, or all.")]
 StepsOption = Annotated[
     int | None,
-    typer.Option(min=1, help="Training steps (default: tuned per loss).", show_default=False),
+    typer.Option(
+        min=1, max=MAX_STEPS, help="Training steps (default: tuned per loss).", show_default=False
+    ),
 ]
 SeedOption = Annotated[
     int, typer.Option(min=0, max=MAX_SEED, help="Random seed (problem, data, training).")

@@ -11,6 +11,7 @@ from rich.markup import escape
 from .. import apply as apply_lib
 from .. import video as video_lib
 from ..fitting import FitSettings
+from ..fitting.colour import MAX_STEPS
 from ..io import DEFAULT_MAX_PIXELS, mapfile
 from ..io import lut as lut_lib
 from ..look import REGRAIN
@@ -233,12 +234,18 @@ def video(
         typer.Option("--map", exists=True, dir_okay=False, help="Apply this saved map instead."),
     ] = None,
     fit_frames: Annotated[
-        int, typer.Option(min=1, help="Frames, spread over the clip, sampled for the fit.")
+        int,
+        typer.Option(
+            min=1,
+            max=video_lib.MAX_FIT_FRAMES,
+            help="Frames, spread over the clip, sampled for the fit.",
+        ),
     ] = 16,
     model: Annotated[ModelName, typer.Option(rich_help_panel="Model")] = ModelName(_FIT.model),
     loss: Annotated[LossName, typer.Option(rich_help_panel="Model")] = LossName(_FIT.loss),
     steps: Annotated[
-        int | None, typer.Option(min=1, show_default=False, rich_help_panel="Model")
+        int | None,
+        typer.Option(min=1, max=MAX_STEPS, show_default=False, rich_help_panel="Model"),
     ] = None,
     samples: Annotated[int, typer.Option(min=MIN_SAMPLES, rich_help_panel="Model")] = _FIT.samples,
     smoothness: Annotated[
