@@ -137,6 +137,8 @@ def apply_map(
         LookSettings(strength=strength)  # the same rule as everywhere, before any reading
     if regrain is not None and not isinstance(regrain, bool):
         raise UsageError(f"regrain must be True, False or None, got {regrain!r}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
     look = override(load_map(map_path).look, strength=strength, regrain=regrain)
     files, folder = expand_inputs(inputs)
     output = Path(output)

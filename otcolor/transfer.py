@@ -153,6 +153,8 @@ def transfer(
     if not isinstance(config, TransferConfig):
         raise UsageError(f"config must be a TransferConfig, got {type(config).__name__}")
     fit, look_settings, files = config.fit, config.look, config.files
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
     start = time.perf_counter()
     device = resolve_device(fit.device)  # fail on an unavailable device before any decoding
     # The output is checked before decoding (a 50-megapixel decode takes seconds), and once

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 __all__ = [
     "check_distinct_outputs",
+    "check_file_name",
     "check_output_path",
     "commit_file",
     "describe_os_error",
@@ -225,6 +226,7 @@ def check_output_path(
     """
 
     output = Path(output)
+    check_file_name(output)
     try:
         _check_output_path(output, inputs, force=force, has_alpha=has_alpha, image=image)
     except OSError as err:
@@ -314,20 +316,37 @@ def write_atomically(
     r"""Writes any file as :func:`save_image` does: synced temporary file, then a rename.
 
     Raises:
-        UsageError: ``overwrite`` is false and ``path`` exists when the file is committed.
+        UsageError: ``overwrite`` is false and ``path`` exists when the file is committed, or
+            the path holds a NUL byte.
         OutputError: the file cannot be written.
     """
 
-    _atomic_write(Path(path), write, overwrite)
+    path = Path(path)
+    check_file_name(path)
+    _atomic_write(path, write, overwrite)
+
+
+def check_file_name(path: str | os.PathLike[str]) -> None:
+    r"""Refuses an output path no system call accepts: one holding a NUL byte (Python's
+    ``ValueError``, exit 1, otherwise).
+
+    Raises:
+        UsageError: the path holds a NUL byte (exit code 2).
+    """
+
+    name = os.fsdecode(path)
+    if "\x00" in name:
+        shown = name.replace("\x00", "\\x00")
+        raise UsageError(f"{shown}: not a file name (it holds a NUL byte)", "choose another path")
 
 
 def _same_file(a: Path, b: Path) -> bool:
     r"""Whether two paths name the same file: symlinks, hard links and other spellings."""
 
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, ValueError):  # ValueError: a NUL byte, refused elsewhere
         if os.path.samefile(a, b):
             return True
-    with contextlib.suppress(OSError, RuntimeError):
+    with contextlib.suppress(OSError, RuntimeError, ValueError):
         return a.resolve() == b.resolve()
     return False
 

@@ -113,6 +113,8 @@ def check_lut(
             f"{path}: a {fmt} LUT needs the extension {LUT_FORMATS[fmt][0]}",
             "change the extension or --format",
         )
+    if size is not None and (isinstance(size, bool) or not isinstance(size, (int, np.integer))):
+        raise UsageError(f"the LUT size must be an integer, got {size!r}", "17, 33 or 65")
     size = DEFAULT_SIZES[fmt] if size is None else int(size)
     if fmt in ("cube", "csp") and not 2 <= size <= 129:
         raise UsageError(f"a .{fmt} LUT has 2 to 129 points per axis, not {size}", "17, 33 or 65")
