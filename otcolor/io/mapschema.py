@@ -126,6 +126,12 @@ def check_schema(text: bytes, header: object) -> None:
                 f"corrupt map file (metadata {key[:40]!r}: {len(value):,} characters, "
                 f"at most {_MAX_VALUE:,})"
             )
+        depth = _nesting(value.encode("utf-8", "surrogatepass"))
+        if depth > _MAX_DEPTH:
+            raise InputError(
+                f"corrupt map file (metadata {key[:40]!r} nests {depth} deep, "
+                f"at most {_MAX_DEPTH})"
+            )
 
 
 def is_number(value: object) -> bool:
@@ -178,8 +184,9 @@ _ARGUMENT_CHECKS: dict[str, Callable[[str, object], None]] = {
 
 
 def parameter_count(name: str, config: dict[str, Any], features: int = 3) -> int:
-    r"""The number of parameters of ``MAP_MODELS[name].from_config(features, **config)``,
-    computed from the numbers alone, so that a map file's model is sized before it is built.
+    r"""The numbers a map file stores for ``MAP_MODELS[name].from_config(features, **config)``
+    (its ``state_dict``: parameters, and an affine map's buffers), computed from the config
+    alone, so that a map file's model is sized before it is built.
 
     Arguments:
         name: a key of :data:`otcolor.models.MAP_MODELS`.
@@ -189,7 +196,7 @@ def parameter_count(name: str, config: dict[str, Any], features: int = 3) -> int
         >>> from otcolor.models import MODELS
         >>> config = MODELS["cmgn"].from_config(3).config()
         >>> parameter_count("cmgn", config) == sum(
-        ...     p.numel() for p in MODELS["cmgn"].from_config(3).parameters()
+        ...     t.numel() for t in MODELS["cmgn"].from_config(3).state_dict().values()
         ... )
         True
     """
