@@ -12,7 +12,9 @@ from __future__ import annotations
 __all__ = ["probe_size"]
 
 import os
+import struct
 import warnings
+from typing import BinaryIO
 
 from PIL import Image
 
@@ -49,6 +51,8 @@ def probe_size(
                 with Image.open(fp, formats=_OPEN_FORMATS) as im:
                     width, height = im.size
                     orientation = _orientation(im)
+                    if orientation is None:
+                        orientation = _png_orientation(fp)
         except (
             OSError,
             SyntaxError,
@@ -72,14 +76,49 @@ def probe_size(
 
 
 def _orientation(im: Image.Image) -> int | None:
-    r"""The EXIF orientation the header gives (1 without EXIF), or ``None`` when only decoding
-    the pixels would tell (``getexif()`` on a PNG loads them)."""
+    r"""The EXIF orientation the header gives (1 without EXIF), or ``None`` for a PNG whose
+    EXIF Pillow has not met yet (``getexif()`` would decode the pixels to find it)."""
 
     if im.format == "TIFF":
         return int(getattr(im, "tag_v2", {}).get(ORIENTATION, 1))
     raw = im.info.get("exif")
     if raw is None:
         return None if im.format == "PNG" else 1
+    return _exif_orientation(raw)
+
+
+#: Chunks :func:`_png_orientation` walks at most: past that, the orientation stays unknown.
+_MAX_CHUNKS = 10_000
+
+
+def _png_orientation(fp: BinaryIO) -> int | None:
+    r"""The orientation in a PNG's ``eXIf`` chunk, found by walking the chunk headers (seeks,
+    no decompression); 1 when there is none, ``None`` when the walk gives up."""
+
+    fp.seek(8)
+    for _ in range(_MAX_CHUNKS):
+        head = fp.read(8)
+        if len(head) < 8:
+            return 1
+        length, kind = struct.unpack(">I4s", head)
+        if kind == b"eXIf":
+            return _exif_orientation(fp.read(min(length, 1 << 20)))
+        if kind == b"IEND":
+            return 1
+        if kind in (b"tEXt", b"zTXt", b"iTXt"):
+            keyword = fp.read(min(length, len(_RAW_EXIF)))
+            if keyword == _RAW_EXIF:  # ImageMagick's EXIF in text: only a decode reads it
+                return None
+            length -= len(keyword)
+        fp.seek(length + 4, os.SEEK_CUR)  # the data and its CRC
+    return None
+
+
+#: The text chunk keyword under which ImageMagick stores EXIF in a PNG (Pillow reads it).
+_RAW_EXIF = b"Raw profile type exif\x00"
+
+
+def _exif_orientation(raw: bytes) -> int:
     exif = Image.Exif()
     try:
         exif.load(raw)
