@@ -337,7 +337,8 @@ class _Encoder:
             done = self._encode(video, table, callback)
             chosen, audio, notes = video, False, []
             if self.info.audio:
-                chosen, audio, notes = self._mux(video, done)
+                chosen, audio, notes = self._mux(video)
+            self._check(chosen, done, audio)  # what ffmpeg wrote, read back before it counts
             # ffmpeg does not sync; the rename must not land before the bytes do.
             fd = os.open(chosen, os.O_RDONLY)
             try:
@@ -401,10 +402,9 @@ class _Encoder:
             raise OutputError(f"{self.output}: ffmpeg could not encode: {reason}")
         if done == 0:
             raise InputError(f"{self.source}: no frame could be decoded")
-        self._check(video, done, audio=False)
         return done
 
-    def _mux(self, video: Path, done: int) -> tuple[Path, bool, list[str]]:
+    def _mux(self, video: Path) -> tuple[Path, bool, list[str]]:
         r"""Copies the source's audio next to the encoded video; a container that cannot hold
         it keeps the video alone, with a warning. A write failure is an error."""
 
@@ -414,7 +414,6 @@ class _Encoder:
         command += ["-map", "0:v:0", "-map", "1:a?", "-c", "copy", ffmpeg_path(final)]
         done_mux = subprocess.run(command, capture_output=True, text=True, errors="replace")
         if done_mux.returncode == 0:
-            self._check(final, done, audio=True)
             return final, True, []
         reason = self._reason(done_mux.stderr, final)
         if done_mux.returncode < 0 or io_failure(done_mux.stderr):  # killed, or disk full

@@ -14,18 +14,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from crafted import make_bad
-from harness import FAST, digest, pixels, run, runner, temp_files
+from harness import FAST, digest, pixels, run, temp_files
 from PIL import Image
 
 import otcolor.apply
 import otcolor.io.commit
 import otcolor.io.files
 import otcolor.io.lut
-from otcolor.cli import app
 from otcolor.errors import UsageError
 from otcolor.io import outputs_together, write_atomically
+from otcolor.io.mapfile import save_map
+from otcolor.look import Look, LookSettings
 from otcolor.metrics import amp999
+from otcolor.models import AffineMap, ColorMap
 
 
 def full_disk_at(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
@@ -49,19 +52,21 @@ def fast_lut(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def look(tmp_path: Path, source: Path, target: Path) -> Path:
+def look(tmp_path: Path) -> Path:
     path = tmp_path / "look.otmap"
-    args = ["transfer", str(source), str(target), "-o", str(tmp_path / "fit.png"), *FAST]
-    assert runner.invoke(app, [*args, "--save-map", str(path), "--no-regrain"]).exit_code == 0
-    (tmp_path / "fit.png").unlink()
+    inner = AffineMap(torch.diag(torch.tensor([1.1, 0.9, 0.8])), torch.full((3,), 0.05))
+    settings = LookSettings(regrain=None)
+    save_map(path, Look(ColorMap(inner, torch.tensor([0.4, 0.5, 0.6]), 0.5).eval(), settings))
     return path
 
 
 # 4. All or nothing: transfer's image, map and LUT
 
 
-@pytest.mark.parametrize("failing", ["o.png", "m.otmap", "l.cube"])
-@pytest.mark.parametrize("existing", [False, True], ids=["new", "previous"])
+@pytest.mark.parametrize(
+    ("failing", "existing"),
+    [("o.png", True), ("m.otmap", True), ("l.cube", True), ("l.cube", False)],
+)
 def test_transfer_writes_all_three_outputs_or_none(
     tmp_path: Path,
     source: Path,
@@ -255,10 +260,7 @@ def test_outputs_together_stages_nothing_outside_a_block(tmp_path: Path) -> None
 # 7. Degenerate sizes
 
 
-@pytest.mark.parametrize(
-    ("shape", "role"),
-    [((1, 1), "source"), ((4000, 1), "source"), ((1, 4000), "target"), ((1, 1), "target")],
-)
+@pytest.mark.parametrize(("shape", "role"), [((1, 1), "source"), ((4000, 1), "target")])
 def test_preview_of_a_degenerate_image_works(
     tmp_path: Path, source: Path, shape: tuple[int, int], role: str
 ) -> None:
