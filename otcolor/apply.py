@@ -34,9 +34,9 @@ from .io import (
 )
 from .io.mapfile import load_map
 from .io.probe import probe_size
+from .io.settings import FileSettings
 from .look import Look, LookSettings
 from .pipeline import override, render
-from .transfer import FileSettings
 
 
 @dataclass

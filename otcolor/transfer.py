@@ -15,7 +15,6 @@ from .device import resolve_device
 from .errors import UsageError
 from .fitting import Callback, FitSettings
 from .io import (
-    DEFAULT_MAX_PIXELS,
     check_distinct_outputs,
     check_output_path,
     load_image,
@@ -26,28 +25,11 @@ from .io import (
 from .io.lut import check_lut, export_lut
 from .io.mapfile import fingerprint
 from .io.mapfile import save_map as write_map
+from .io.settings import FileSettings
 from .look import LookSettings
 from .metrics import sliced_w2
 from .pipeline import fit_look, provenance, render, sample_colours, sample_pixels
 from .regrain import base_colors
-
-
-@dataclass(frozen=True)
-class FileSettings:
-    r"""How a use case reads and writes image files."""
-
-    quality: int = 95  # JPEG/WebP quality of the output
-    max_pixels: int | None = DEFAULT_MAX_PIXELS  # refuse larger inputs (decompression bombs)
-
-    def __post_init__(self) -> None:
-        quality = self.quality
-        if not (
-            isinstance(quality, int) and not isinstance(quality, bool) and 1 <= quality <= 100
-        ):
-            raise UsageError(f"quality must be an integer in [1, 100], got {quality!r}")
-        limit = self.max_pixels
-        if limit is not None and not (isinstance(limit, int) and limit >= 1):
-            raise UsageError(f"max_pixels must be a positive integer, got {limit!r}")
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from otcolor.io.mapfile import load_map, save_map
 from otcolor.io.mapschema import MAX_PARAMETERS, MAX_UNITS, hidden_units, parameter_count
 from otcolor.look import Look
 from otcolor.models import MAP_MODELS, ColorMap, ConstantMap
+from otcolor.preview import PreviewConfig
 from otcolor.transfer import FileSettings, TransferConfig, transfer
 
 
@@ -192,6 +193,23 @@ def test_a_fifo_mask_is_never_hashed(tmp_path: Path, fifo: Path) -> None:
 
     with deadline(), pytest.raises(InputError, match="not a regular file"):
         fingerprint(fifo)
+
+
+@pytest.mark.parametrize(
+    "content",
+    ["fifo", "LUT_3D_SIZE\n", "LUT_3D_SIZE x\n", "LUT_3D_SIZE 100000\n", "LUT_3D_SIZE 2\n1 2\n"],
+)
+def test_read_cube_refuses_special_files_and_bad_sizes(
+    tmp_path: Path, fifo: Path, content: str
+) -> None:
+    from otcolor.io.lut import read_cube
+
+    path = fifo if content == "fifo" else tmp_path / "look.cube"
+    if content != "fifo":
+        path.write_text(content)
+    with deadline(), pytest.raises(InputError) as caught:
+        read_cube(path)
+    assert "\n" not in str(caught.value)
 
 
 # 2. Crafted map headers
@@ -366,6 +384,8 @@ def test_load_map_onto_a_missing_device_is_a_usage_error(tmp_path: Path) -> None
         lambda: TransferConfig(fit=FitSettings(smoothness=math.nan)),
         lambda: TransferConfig(fit=FitSettings(steps=10**15)),
         lambda: TransferConfig(files={"quality": 90}),  # type: ignore[arg-type]
+        lambda: PreviewConfig(steps=10**15),
+        lambda: PreviewConfig(seed=-1),
     ],
 )
 def test_bad_settings_fail_when_made(make: object) -> None:

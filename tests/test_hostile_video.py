@@ -21,7 +21,7 @@ from harness import FAST, pixels, run, temp_files
 from PIL import Image
 
 import otcolor.video
-from otcolor.errors import InputError
+from otcolor.errors import InputError, UsageError
 from otcolor.io.mapfile import load_map, save_map
 from otcolor.look import Look
 from otcolor.models import AffineMap, ColorMap
@@ -141,6 +141,20 @@ def test_frames_over_the_pixel_limit_are_refused_before_decoding(
     with pytest.raises(InputError, match="16000x16000 = 256,000,000 pixels"):
         transfer_video(clip, None, output, look=load_map(look).look)  # the default limit
     assert not output.exists() and temp_files(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"fit_frames": 0}, {"fit_frames": 10**6}, {"max_pixels": 0}, {"fit": "fast"}],
+)
+def test_transfer_video_checks_its_arguments_before_ffmpeg_runs(
+    tmp_path: Path, clip: Path, look: Path, monkeypatch: pytest.MonkeyPatch, kwargs: dict
+) -> None:
+    runs: list[object] = []
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: runs.append(a))
+    with pytest.raises(UsageError):
+        transfer_video(clip, None, tmp_path / "o.mp4", look=load_map(look).look, **kwargs)
+    assert runs == []
 
 
 # What is written: its mode, and only when complete
