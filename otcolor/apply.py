@@ -34,6 +34,8 @@ from .io import (
 )
 from .io.mapfile import load_map
 from .io.probe import probe_size
+from .io.profiles import SOURCE, ColourProfile
+from .io.profiles import output_profile as resolve_output_profile
 from .io.settings import FileSettings
 from .look import Look, LookSettings
 from .pipeline import override, render
@@ -99,6 +101,7 @@ def apply_map(
     force: bool = False,
     quality: int = 95,
     max_pixels: int | None = Image.MAX_IMAGE_PIXELS,
+    output_profile: str = SOURCE,
     callback: Callable[[int, int, Path], None] | None = None,
 ) -> ApplyResult:
     r"""Applies a saved map to one image (``output`` a file) or many (``output`` a folder).
@@ -125,6 +128,8 @@ def apply_map(
         force: replace existing outputs (never an input).
         quality: the JPEG/WebP quality, 1 to 100.
         max_pixels: the largest accepted input, in pixels.
+        output_profile: each output's colour profile: ``"source"`` (its input's), a named one
+            or an ``.icc`` file (:func:`otcolor.io.profiles.output_profile`).
         callback: called as ``callback(done, total, path)`` after each image.
 
     Raises:
@@ -139,6 +144,7 @@ def apply_map(
         raise UsageError(f"regrain must be True, False or None, got {regrain!r}")
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+    profile = resolve_output_profile(output_profile)
     look = override(load_map(map_path).look, strength=strength, regrain=regrain)
     files, folder = expand_inputs(inputs)
     output = Path(output)
@@ -155,7 +161,9 @@ def apply_map(
             check_output_path(target, everything, force=force)
         _check_inputs(files, apply_mask, files_settings.max_pixels)
         with outputs_together():  # every output of the batch, or none
-            done = _render_all(look, files, targets, apply_mask, files_settings, force, callback)
+            done = _render_all(
+                look, files, targets, apply_mask, files_settings, profile, force, callback
+            )
     except BaseException:
         if created:
             with contextlib.suppress(OSError):
@@ -245,6 +253,7 @@ def _render_all(
     targets: list[Path],
     apply_mask: str | os.PathLike[str] | None,
     settings: FileSettings,
+    profile: ColourProfile | None,
     force: bool,
     callback: Callable[[int, int, Path], None] | None,
 ) -> tuple[list[str], float, float]:
@@ -285,6 +294,7 @@ def _render_all(
             like=image,
             quality=settings.quality,
             overwrite=force,
+            profile=profile,
         )
         if callback is not None:
             callback(done, len(files), target)

@@ -26,6 +26,7 @@ __all__ = [
     "render",
     "sample_colours",
     "sample_pixels",
+    "sampling_rng",
 ]
 
 import os
@@ -57,6 +58,17 @@ class FittedLook:
     @property
     def warnings(self) -> list[str]:
         return self.fitted.warnings
+
+
+#: Seeds the choice of the pixels a map is fitted on, whatever ``--seed`` is: which pixels are
+#: fitted must not change the look (the default estimator then depends on no seed at all).
+SAMPLING_SEED = 0
+
+
+def sampling_rng() -> np.random.Generator:
+    r"""The generator :func:`sample_colours` draws with in every use case."""
+
+    return np.random.default_rng(SAMPLING_SEED)
 
 
 def sample_pixels(

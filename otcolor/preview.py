@@ -29,7 +29,7 @@ from .fitting import FitSettings
 from .io import LoadedImage, check_output_path, load_image, write_atomically
 from .look import REGRAIN, LookSettings
 from .metrics import amp999, sliced_w2
-from .pipeline import fit_look, render, sample_colours
+from .pipeline import fit_look, render, sample_colours, sampling_rng
 from .regrain import base_colors
 
 
@@ -156,7 +156,7 @@ def preview(
     look_settings = LookSettings(regrain=REGRAIN if config.regrain else None)
     grain = look_settings.regrain
     src_base = None if grain is None else base_colors(src, grain)  # every setting reuses it
-    rng = np.random.default_rng(config.seed)
+    rng = sampling_rng()
     samples = {
         name: sample_colours(
             LoadedImage(image.astype(np.float32) / 255, path=name),

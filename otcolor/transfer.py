@@ -28,7 +28,7 @@ from .io.mapfile import save_map as write_map
 from .io.settings import FileSettings
 from .look import LookSettings
 from .metrics import sliced_w2
-from .pipeline import fit_look, provenance, render, sample_colours, sample_pixels
+from .pipeline import fit_look, provenance, render, sample_colours, sample_pixels, sampling_rng
 from .regrain import base_colors
 
 
@@ -149,13 +149,14 @@ def transfer(
             check_output_path(extra, [*inputs, output], force=force, image=False)
     if lut is not None:
         check_lut(lut, None, lut_size)
+    profile = files.profile()
     source_image = load_image(source, max_pixels=files.max_pixels)
     target_image = load_image(target, max_pixels=files.max_pixels)
     if source_image.alpha is not None:
         check_output_path(output, inputs, force=force, has_alpha=True)
     warnings = [*source_image.warnings, *target_image.warnings]
 
-    rng = np.random.default_rng(fit.seed)
+    rng = sampling_rng()
     masks = {
         "source": None if source_mask is None else load_mask(source_mask, source_image.size),
         "target": None if target_mask is None else load_mask(target_mask, target_image.size),
@@ -197,6 +198,7 @@ def transfer(
             like=source_image,
             quality=files.quality,
             overwrite=force,
+            profile=profile,
         )
         if save_map is not None:
             record = provenance(made.settings, inputs_record)
@@ -207,13 +209,13 @@ def transfer(
     if grain is not None:
         # The fit saw base layers; the summary compares the images themselves (for a pure look
         # the fit's samples are those pixels already).
-        summary_rng = np.random.default_rng(fit.seed)
+        summary_rng = sampling_rng()
         x = sample_pixels(source_image, fit.samples, summary_rng, mask=masks["source"])
         y = sample_pixels(target_image, fit.samples, summary_rng, mask=masks["target"])
 
     def summary_sw2(a: np.ndarray, alpha: np.ndarray | None = None) -> float:
         # A quick summary, not the benchmark: 64 directions on 16384 pixels take ~0.1 s.
-        rng = np.random.default_rng(fit.seed)
+        rng = sampling_rng()
         return sliced_w2(_subsample(a, alpha, 16384, rng), y, rng, n_projections=64, n=16384)
 
     metrics = {

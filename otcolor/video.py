@@ -68,7 +68,7 @@ from .io.files import describe_os_error
 from .io.formats import HINT_LIMIT
 from .io.mapfile import save_map as write_map
 from .look import Look, LookSettings, RegrainConfig
-from .pipeline import fit_look, provenance, render, sample_colours
+from .pipeline import SAMPLING_SEED, fit_look, provenance, render, sample_colours, sampling_rng
 from .regrain import base_colors
 
 
@@ -236,8 +236,8 @@ def transfer_video(
             warnings += target.warnings
             grain = look_settings.regrain
             per_frame = -(-fit.samples // fit_frames)
-            x = _sample_frames(ffmpeg, source, info, fit_frames, per_frame, fit.seed, grain)
-            rng = np.random.default_rng(fit.seed)
+            x = _sample_frames(ffmpeg, source, info, fit_frames, per_frame, SAMPLING_SEED, grain)
+            rng = sampling_rng()
             if x.shape[0] > fit.samples:
                 x = x[rng.choice(x.shape[0], fit.samples, replace=False)]
             y = sample_colours(target, fit.samples, rng, grain, device)

@@ -256,8 +256,9 @@ def test_json_is_exactly_one_object(tmp_path: Path, images: tuple[Path, Path]) -
     payload = json.loads(result.stdout)
     assert set(payload) == JSON_KEYS
     assert payload["output"] == str(output) and payload["seed"] == 3
-    # L-BFGS iterations run: the 5 asked for, plus the refinement of a restart if one was needed.
-    assert payload["steps"] in (5, 6)
+    # L-BFGS iterations run: the 5 asked for, plus the refinement of a restart if one was needed
+    # (the 3 of the 5 that the refinement stage gets).
+    assert payload["steps"] in (5, 8)
     assert (payload["model"], payload["loss"], payload["device"]) == ("cmgn", "ot", "cpu")
     assert isinstance(payload["metrics"], dict) and isinstance(payload["warnings"], list)
     assert set(payload["versions"]) == {"otcolor", "torch", "pillow"}

@@ -9,7 +9,13 @@ import torch
 
 from otcolor.color import apply_look
 from otcolor.errors import TrainingError, UsageError
-from otcolor.fitting import FitSettings, MinibatchSettings, PlanSettings, fit_color_map
+from otcolor.fitting import (
+    BrenierSettings,
+    FitSettings,
+    MinibatchSettings,
+    PlanSettings,
+    fit_color_map,
+)
 from otcolor.fitting import colour as fitting_colour
 from otcolor.fitting.colour import DEFAULT_SMOOTHNESS, default_smoothness
 from otcolor.fitting.estimators import ESTIMATORS, BrenierEstimator
@@ -46,14 +52,20 @@ def test_learned_self_transfer_is_near_identity(init: str) -> None:
 
 
 def test_self_transfer_is_refitted_onto_the_exact_closed_form() -> None:
-    # Onto itself the Gaussian map is the identity, exactly: no network fits better, so the
-    # policy restarts the network at it and keeps the start.
+    # Onto itself the Gaussian map is the identity, exactly: the first fit does worse, so the
+    # policy restarts the network at it. The refinement may then move colours by the little
+    # that separates the source's few thousand atoms from the whole target (under a quarter of
+    # an 8-bit level), with exact target quantiles or binned ones.
     img = _photo(0)
     pixels = img.reshape(-1, 3)
-    fitted = fit_color_map(pixels, pixels, FitSettings(smoothness=0.6, **FAST))
-    assert fitted.scores["restarted_from_gaussian"] == 1.0
-    assert "Gaussian map" in fitted.warnings[-1]
-    assert np.abs(_apply(fitted.map, img) - img).max() < 1e-5
+    for bins, tolerance in ((None, 0.25 / 255), (65536, 0.25 / 255)):
+        options = BrenierSettings(bins=bins)
+        fitted = fit_color_map(
+            pixels, pixels, FitSettings(smoothness=0.6, options=options, **FAST)
+        )
+        assert fitted.scores["restarted_from_gaussian"] == 1.0
+        assert "Gaussian map" in fitted.warnings[-1]
+        assert np.abs(_apply(fitted.map, img) - img).max() < tolerance
     # The result is the network itself, set to the closed form: never a substituted map.
     assert type(fitted.map.model).__name__ == "CMGN"
 
@@ -142,8 +154,15 @@ def test_fit_is_repeatable_on_cpu() -> None:
     a = _apply(fit_color_map(x, y, settings).map, _photo(2))
     b = _apply(fit_color_map(x, y, settings).map, _photo(2))
     assert np.array_equal(a, b)
+    # The default estimator has no randomness left: the OT map is unique, so its estimate does
+    # not move with the seed at all ...
     c = _apply(fit_color_map(x, y, settings.replace(seed=8)).map, _photo(2))
-    assert not np.array_equal(a, c)  # the seed reaches the fit
+    assert np.array_equal(a, c)
+    # ... while the stochastic ones (minibatches) do take it.
+    sliced = FitSettings(loss="sliced", steps=20, device="cpu", options=BATCH, never_worse=False)
+    d = _apply(fit_color_map(x, y, sliced).map, _photo(2))
+    e = _apply(fit_color_map(x, y, sliced.replace(seed=8)).map, _photo(2))
+    assert not np.array_equal(d, e)
 
 
 def test_single_colour_target_and_source() -> None:

@@ -41,7 +41,7 @@ from ..fitting.colour import MAX_STEPS
 from ..io import load_image
 from ..look import REGRAIN, LookSettings
 from ..metrics import evaluate_transfer, quantize
-from ..pipeline import fit_look, render, sample_colours
+from ..pipeline import fit_look, render, sample_colours, sampling_rng
 from ..regrain import base_colors
 from .common import (
     BenchReport,
@@ -168,7 +168,7 @@ def run_pixels(
     check_bench_image(source, src_image.rgb.shape)
     check_bench_image(target, tgt_image.rgb.shape)
     src, tgt = src_image.rgb.astype(np.float64), tgt_image.rgb.astype(np.float64)
-    rng = np.random.default_rng(config.seed)
+    rng = sampling_rng()
     look = LookSettings(regrain=REGRAIN if config.regrain else None)  # as `otcolor transfer`
     grain = look.regrain
     src_base = None if grain is None else base_colors(src_image.rgb, grain, device)  # once

@@ -39,6 +39,7 @@ from .options import (
     LutFormat,
     LutMethod,
     ModelName,
+    OutputProfileOption,
     QuietOption,
     SaveMapOption,
     SpaceName,
@@ -100,6 +101,7 @@ def apply(
     max_pixels: Annotated[
         int | None, typer.Option(min=1, help="Largest accepted input, in pixels.")
     ] = DEFAULT_MAX_PIXELS,
+    output_profile: OutputProfileOption = "source",
     json_output: JsonOption = False,
     force: ForceOption = False,
     quiet: QuietOption = False,
@@ -123,6 +125,7 @@ def apply(
             force=force,
             quality=quality,
             max_pixels=max_pixels,
+            output_profile=output_profile,
             callback=callback,
         )
     if json_output:

@@ -65,7 +65,8 @@ LOOK_PANEL = "Look"
 SpaceOption = Annotated[
     SpaceName,
     typer.Option(
-        help="Fit and apply in sRGB, or in CIELAB (D65, exact both ways).",
+        help="Fit and apply in the working space (sRGB, every input converted into it from its "
+        "ICC profile), or in CIELAB (D65, exact both ways).",
         rich_help_panel=LOOK_PANEL,
     ),
 ]
@@ -113,6 +114,16 @@ SaveMapOption = Annotated[
         "--save-map",
         dir_okay=False,
         help="Also save the fitted look as a map file (.otmap) for apply, lut and video.",
+        rich_help_panel="Outputs",
+    ),
+]
+OutputProfileOption = Annotated[
+    str,
+    typer.Option(
+        "--output-profile",
+        help="Colour profile of the output: source (the source image's own, the default), "
+        "srgb, display-p3, adobe-rgb, prophoto, rec2020, or an RGB .icc file. Inputs are always "
+        "converted from their own profiles into sRGB, the working space.",
         rich_help_panel="Outputs",
     ),
 ]

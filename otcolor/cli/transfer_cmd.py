@@ -40,6 +40,7 @@ from .options import (
     LutSizeOption,
     MaskOption,
     ModelName,
+    OutputProfileOption,
     QuietOption,
     RegrainOption,
     SaveMapOption,
@@ -165,6 +166,7 @@ def transfer(
     save_map: SaveMapOption = None,
     lut: LutOption = None,
     lut_size: LutSizeOption = None,
+    output_profile: OutputProfileOption = _FILES.output_profile,
     json_output: JsonOption = False,
     force: ForceOption = False,
     quiet: QuietOption = False,
@@ -185,7 +187,9 @@ def transfer(
             seed=seed,
         ),
         look=LookSettings(space.value, strength, preserve_luminance, REGRAIN if regrain else None),
-        files=transfer_lib.FileSettings(quality=quality, max_pixels=max_pixels),
+        files=transfer_lib.FileSettings(
+            quality=quality, max_pixels=max_pixels, output_profile=output_profile
+        ),
     )
 
     stderr = stderr_console()

@@ -48,6 +48,8 @@ class BrenierConfig:
     smoothness: float = 0.0  # weight of otcolor.losses.jacobian_penalty (raw, not user units)
     penalty_power: float = 3.0
     penalty_atoms: bool = False  # penalty on the weighted source atoms instead of `probe`
+    tolerance: float = 0.0  # each stage stops on a plateau of this relative decrease (0: off)
+    patience: int = 10  # ... over this many iterations
 
 
 def hm_mkl_hm(source: WeightedColors, loss: WeightedSlicedW2) -> Tensor:
@@ -157,7 +159,11 @@ def _probe(
 
 def _lbfgs(config: BrenierConfig, steps: int) -> LbfgsConfig:
     return LbfgsConfig(
-        steps=steps, smoothness=config.smoothness, penalty_power=config.penalty_power
+        steps=steps,
+        smoothness=config.smoothness,
+        penalty_power=config.penalty_power,
+        tolerance=config.tolerance,
+        patience=config.patience,
     )
 
 

@@ -180,6 +180,10 @@ class LbfgsConfig:
     penalty_power: float = 3.0  # its power mean: > 1 leans on the steepest places
     history_size: int = 20  # L-BFGS memory
     penalty_points: int | None = None  # penalty on this many of the inputs (None: all)
+    # Stop on a plateau: when the objective fell by less than this fraction of its value over
+    # the last `patience` iterations (0: run every step).
+    tolerance: float = 0.0
+    patience: int = 10
 
 
 def regress(
@@ -295,6 +299,7 @@ def train_lbfgs(
         config.steps,
         config.history_size,
         report,
+        (config.tolerance, config.patience),
     )
     with torch.no_grad():
         vector_to_parameters(theta, params)
@@ -310,6 +315,7 @@ def _lbfgs(
     steps: int,
     memory: int,
     on_step: Callable[[int, float], None],
+    plateau: tuple[float, int] = (0.0, 10),
 ) -> Tensor:
     r"""Minimises a smooth function by L-BFGS with a backtracking (Armijo) line search.
 
@@ -317,8 +323,10 @@ def _lbfgs(
     torch optimiser imports ``torch._dynamo``, about 1.1 s, a seventh of a whole colour
     transfer on two cores; the algorithm itself is twenty lines (Nocedal and Wright,
     Numerical Optimization, algorithms 7.4 and 3.1). ``on_step(k, t)`` is called after iteration
-    ``k`` (step length ``t``) with the objective last evaluated at the accepted point. Stops early when the
-    gradient or the decrease vanishes.
+    ``k`` (step length ``t``) with the objective last evaluated at the accepted
+    point. Stops early when the gradient or the decrease vanishes, or on a plateau: the
+    objective fell by less than ``plateau[0]`` of its value over the last ``plateau[1]``
+    iterations.
     """
 
     value, grad = objective(theta)
@@ -329,6 +337,8 @@ def _lbfgs(
         )
     steps_s: list[Tensor] = []
     steps_y: list[Tensor] = []
+    tolerance, patience = plateau
+    values = [float(value)]
     for step in range(1, steps + 1):
         # Two-loop recursion: direction = -H grad, H the L-BFGS inverse Hessian estimate.
         direction = -grad
@@ -376,6 +386,10 @@ def _lbfgs(
         on_step(step, t)
         if grad.abs().max() < 1e-9 or abs(decrease) < 1e-12:
             break
+        values.append(float(value))
+        if tolerance and len(values) > patience:
+            if values[-1 - patience] - values[-1] <= tolerance * abs(values[-1]):
+                break
     return theta
 
 

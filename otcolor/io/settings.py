@@ -9,14 +9,24 @@ from dataclasses import dataclass
 
 from ..errors import UsageError
 from .decode import DEFAULT_MAX_PIXELS
+from .profiles import SOURCE, ColourProfile, output_profile
 
 
 @dataclass(frozen=True)
 class FileSettings:
-    r"""How a use case reads and writes image files."""
+    r"""How a use case reads and writes image files.
 
-    quality: int = 95  # JPEG/WebP quality of the output
-    max_pixels: int | None = DEFAULT_MAX_PIXELS  # refuse larger inputs (decompression bombs)
+    Arguments:
+        quality: the JPEG, WebP, AVIF and HEIF quality of the output, 1 to 100.
+        max_pixels: refuse larger inputs (decompression bombs); ``None``: no limit.
+        output_profile: the output's colour profile: ``"source"`` (the source's own), a name
+            of :data:`otcolor.io.profiles.NAMED_PROFILES` (``srgb``, ``display-p3``, ...) or an
+            RGB ``.icc`` file (see docs/colour.md).
+    """
+
+    quality: int = 95
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    output_profile: str = SOURCE
 
     def __post_init__(self) -> None:
         quality = self.quality
@@ -29,3 +39,12 @@ class FileSettings:
             isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1
         ):
             raise UsageError(f"max_pixels must be a positive integer, got {limit!r}")
+        if not isinstance(self.output_profile, str):
+            raise UsageError(
+                f"output_profile must be a name or a path, got {self.output_profile!r}"
+            )
+
+    def profile(self) -> ColourProfile | None:
+        r"""The output profile (``None``: the source's), read and checked (before any decoding)."""
+
+        return output_profile(self.output_profile)
