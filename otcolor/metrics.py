@@ -195,8 +195,10 @@ def amp999(source_img: np.ndarray, output_img: np.ndarray) -> float:
 
     .. math:: q_{0.999}\left( \frac{\|T(x) - T(y)\|}{\max(\|x - y\|, 2/255)} \right)
 
-    over all horizontally adjacent pixels :math:`(x, y)` of the 8-bit-quantised images. Values
-    well above the map's typical slope reveal banding or noise that the map invents.
+    over all horizontally adjacent pixels :math:`(x, y)` of the 8-bit-quantised images (vertically
+    adjacent ones in an image one pixel wide). Values well above the map's typical slope reveal
+    banding or noise that the map invents. A single pixel has no neighbours: NaN (``null`` in
+    JSON), not an error, so that reports on degenerate images still come out.
 
     Arguments:
         source_img: source image, shape :math:`(H, W, C)`, values in :math:`[0, 1]`.
@@ -205,10 +207,12 @@ def amp999(source_img: np.ndarray, output_img: np.ndarray) -> float:
     src, out = quantize(source_img), quantize(output_img)
     if src.shape != out.shape or src.ndim != 3:
         raise ValueError(f"expected two (H, W, C) images of one shape: {src.shape}, {out.shape}")
+    if src.shape[1] < 2:  # one pixel wide: its only neighbours are vertical
+        src, out = src.swapaxes(0, 1), out.swapaxes(0, 1)
     dx = np.linalg.norm(src[:, 1:] - src[:, :-1], axis=-1)
     dt = np.linalg.norm(out[:, 1:] - out[:, :-1], axis=-1)
     if dx.size == 0:
-        raise ValueError("amp999 needs images at least 2 pixels wide")
+        return float("nan")
     return float(np.percentile(dt / np.maximum(dx, AMP_FLOOR), 99.9))
 
 

@@ -52,6 +52,9 @@ class PreviewConfig:
             raise UsageError(f"smoothness values must be finite and >= 0, got {self.smoothness}")
         if self.size < 32:
             raise UsageError(f"preview size must be at least 32 pixels, got {self.size}")
+        # The fits' settings, checked now rather than after both images are decoded.
+        for smoothness in self.smoothness:
+            FitSettings(smoothness=float(smoothness), steps=self.steps, seed=self.seed)
 
 
 @dataclass

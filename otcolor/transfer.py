@@ -15,57 +15,21 @@ from .device import resolve_device
 from .errors import UsageError
 from .fitting import Callback, FitSettings
 from .io import (
-    DEFAULT_MAX_PIXELS,
     check_distinct_outputs,
     check_output_path,
     load_image,
     load_mask,
+    outputs_together,
     save_image,
 )
 from .io.lut import check_lut, export_lut
 from .io.mapfile import fingerprint
 from .io.mapfile import save_map as write_map
-from .io.profiles import SOURCE, ColourProfile, output_profile
+from .io.settings import FileSettings
 from .look import LookSettings
 from .metrics import sliced_w2
 from .pipeline import fit_look, provenance, render, sample_colours, sample_pixels, sampling_rng
 from .regrain import base_colors
-
-
-@dataclass(frozen=True)
-class FileSettings:
-    r"""How a use case reads and writes image files.
-
-    Arguments:
-        quality: the JPEG, WebP, AVIF and HEIF quality of the output, 1 to 100.
-        max_pixels: refuse larger inputs (decompression bombs); ``None``: no limit.
-        output_profile: the output's colour profile: ``"source"`` (the source's own), a name
-            of :data:`otcolor.io.profiles.NAMED_PROFILES` (``srgb``, ``display-p3``, ...) or an
-            RGB ``.icc`` file (see docs/colour.md).
-    """
-
-    quality: int = 95
-    max_pixels: int | None = DEFAULT_MAX_PIXELS
-    output_profile: str = SOURCE
-
-    def __post_init__(self) -> None:
-        quality = self.quality
-        if not (
-            isinstance(quality, int) and not isinstance(quality, bool) and 1 <= quality <= 100
-        ):
-            raise UsageError(f"quality must be an integer in [1, 100], got {quality!r}")
-        limit = self.max_pixels
-        if limit is not None and not (isinstance(limit, int) and limit >= 1):
-            raise UsageError(f"max_pixels must be a positive integer, got {limit!r}")
-        if not isinstance(self.output_profile, str):
-            raise UsageError(
-                f"output_profile must be a name or a path, got {self.output_profile!r}"
-            )
-
-    def profile(self) -> ColourProfile | None:
-        r"""The output profile (``None``: the source's), read and checked (before any decoding)."""
-
-        return output_profile(self.output_profile)
 
 
 @dataclass(frozen=True)
@@ -76,6 +40,13 @@ class TransferConfig:
     fit: FitSettings = FitSettings()
     look: LookSettings = LookSettings()
     files: FileSettings = FileSettings()
+
+    def __post_init__(self) -> None:
+        # Each part validates itself when made; a stand-in object would skip that.
+        for name, kind in (("fit", FitSettings), ("look", LookSettings), ("files", FileSettings)):
+            value = getattr(self, name)
+            if not isinstance(value, kind):
+                raise UsageError(f"{name} must be a {kind.__name__}, got {type(value).__name__}")
 
 
 @dataclass
@@ -160,8 +131,12 @@ def transfer(
         OtcolorError: a subclass with the exit code of the failure (see ``otcolor.errors``).
     """
 
-    config = config or TransferConfig()
+    config = TransferConfig() if config is None else config
+    if not isinstance(config, TransferConfig):
+        raise UsageError(f"config must be a TransferConfig, got {type(config).__name__}")
     fit, look_settings, files = config.fit, config.look, config.files
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
     start = time.perf_counter()
     device = resolve_device(fit.device)  # fail on an unavailable device before any decoding
     # The output is checked before decoding (a 50-megapixel decode takes seconds), and once
@@ -215,19 +190,21 @@ def transfer(
         base=source_base,
         warnings=warnings,
     )
-    warnings += save_image(
-        output,
-        mapped,
-        alpha=source_image.alpha,
-        like=source_image,
-        quality=files.quality,
-        overwrite=force,
-        profile=profile,
-    )
-    if save_map is not None:
-        write_map(save_map, made.look, provenance(made.settings, inputs_record), overwrite=force)
-    if lut is not None:
-        export_lut(made.look, lut, lut_size, overwrite=force)
+    with outputs_together():  # the image, its map and its LUT: all of them, or none
+        warnings += save_image(
+            output,
+            mapped,
+            alpha=source_image.alpha,
+            like=source_image,
+            quality=files.quality,
+            overwrite=force,
+            profile=profile,
+        )
+        if save_map is not None:
+            record = provenance(made.settings, inputs_record)
+            write_map(save_map, made.look, record, overwrite=force)
+        if lut is not None:
+            export_lut(made.look, lut, lut_size, overwrite=force)
 
     if grain is not None:
         # The fit saw base layers; the summary compares the images themselves (for a pure look

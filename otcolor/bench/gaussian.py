@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 from ..device import resolve_device
 from ..errors import UsageError
+from ..fitting.colour import MAX_STEPS
 from ..fitting.trainers import AdamConfig, train_adam
 from ..gaussian import bures_map, gaussian_w2, moments
 from ..losses import SlicedW2, build_loss
@@ -215,8 +216,8 @@ class GaussianBenchConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.dim <= MAX_DIM:
             raise UsageError(f"--dim must be between 1 and {MAX_DIM}, got {self.dim}")
-        if self.steps is not None and self.steps < 1:
-            raise UsageError(f"--steps must be at least 1, got {self.steps}")
+        if self.steps is not None and not 1 <= self.steps <= MAX_STEPS:
+            raise UsageError(f"--steps must be in [1, {MAX_STEPS:,}], got {self.steps}")
         if self.train_samples <= self.dim or self.eval_samples <= self.dim:
             raise UsageError("need more samples than dimensions")
 

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from ..device import resolve_device
 from ..errors import UsageError
+from ..fitting.colour import MAX_STEPS
 from ..fitting.trainers import AdamConfig, train_adam
 from ..gaussian import bures_map, moments
 from ..losses import SlicedW2, build_loss
@@ -111,8 +112,8 @@ class GMMBenchConfig:
     init_scale: float = 0.5  # nonlinear Jacobian at the start, relative to the identity's
 
     def __post_init__(self) -> None:
-        if self.steps is not None and self.steps < 1:
-            raise UsageError(f"--steps must be at least 1, got {self.steps}")
+        if self.steps is not None and not 1 <= self.steps <= MAX_STEPS:
+            raise UsageError(f"--steps must be in [1, {MAX_STEPS:,}], got {self.steps}")
         if not self.std > 0:
             raise UsageError(f"the component std must be positive, got {self.std}")
 

@@ -37,6 +37,7 @@ from ..data import image_path
 from ..device import resolve_device
 from ..errors import UsageError
 from ..fitting import FitSettings
+from ..fitting.colour import MAX_STEPS
 from ..io import load_image
 from ..look import REGRAIN, LookSettings
 from ..metrics import evaluate_transfer, quantize
@@ -46,6 +47,7 @@ from .common import (
     BenchReport,
     BenchResult,
     Progress,
+    check_bench_image,
     expand_losses,
     expand_models,
     machine_info,
@@ -126,8 +128,8 @@ class PixelsBenchConfig:
     regrain: bool = True  # as `otcolor transfer`: fit base layers, regrain; off: the pure map
 
     def __post_init__(self) -> None:
-        if self.steps is not None and self.steps < 1:
-            raise UsageError(f"--steps must be at least 1, got {self.steps}")
+        if self.steps is not None and not 1 <= self.steps <= MAX_STEPS:
+            raise UsageError(f"--steps must be in [1, {MAX_STEPS:,}], got {self.steps}")
         unknown = [b for b in self.baselines if b not in BASELINES]
         if unknown:
             raise UsageError(
@@ -163,6 +165,8 @@ def run_pixels(
     if source is None or target is None:
         source, target = resolve_pair("ocean")
     src_image, tgt_image = load_image(source), load_image(target)
+    check_bench_image(source, src_image.rgb.shape)
+    check_bench_image(target, tgt_image.rgb.shape)
     src, tgt = src_image.rgb.astype(np.float64), tgt_image.rgb.astype(np.float64)
     rng = sampling_rng()
     look = LookSettings(regrain=REGRAIN if config.regrain else None)  # as `otcolor transfer`

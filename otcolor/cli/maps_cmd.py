@@ -11,6 +11,7 @@ from rich.markup import escape
 from .. import apply as apply_lib
 from .. import video as video_lib
 from ..fitting import FitSettings
+from ..fitting.colour import MAX_STEPS
 from ..io import DEFAULT_MAX_PIXELS, mapfile
 from ..io import lut as lut_lib
 from ..look import REGRAIN
@@ -236,12 +237,18 @@ def video(
         typer.Option("--map", exists=True, dir_okay=False, help="Apply this saved map instead."),
     ] = None,
     fit_frames: Annotated[
-        int, typer.Option(min=1, help="Frames, spread over the clip, sampled for the fit.")
+        int,
+        typer.Option(
+            min=1,
+            max=video_lib.MAX_FIT_FRAMES,
+            help="Frames, spread over the clip, sampled for the fit.",
+        ),
     ] = 16,
     model: Annotated[ModelName, typer.Option(rich_help_panel="Model")] = ModelName(_FIT.model),
     loss: Annotated[LossName, typer.Option(rich_help_panel="Model")] = LossName(_FIT.loss),
     steps: Annotated[
-        int | None, typer.Option(min=1, show_default=False, rich_help_panel="Model")
+        int | None,
+        typer.Option(min=1, max=MAX_STEPS, show_default=False, rich_help_panel="Model"),
     ] = None,
     samples: Annotated[int, typer.Option(min=MIN_SAMPLES, rich_help_panel="Model")] = _FIT.samples,
     smoothness: Annotated[
@@ -280,19 +287,33 @@ def video(
     ] = None,
     preserve_luminance: LuminanceOption = False,
     save_map: SaveMapOption = None,
+    max_pixels: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Largest accepted frame and reference image, in pixels (width x height, read "
+            "before any frame is decoded). Default: Pillow's limit, 89,478,485.",
+            rich_help_panel="Input",
+        ),
+    ] = DEFAULT_MAX_PIXELS,
     json_output: JsonOption = False,
     force: ForceOption = False,
     quiet: QuietOption = False,
 ) -> None:
     r"""Recolour a clip with ONE map (fitted on frames across it, or --map): no flicker.
 
-    Needs ffmpeg and ffprobe on PATH (exit 2 when missing). Audio is copied.
+    Needs ffmpeg and ffprobe on PATH (exit 2 when missing). Audio is copied. Output
+    containers: .mp4, .m4v, .mov, .mkv, .avi.
     """
 
     from ..errors import UsageError
 
     if (reference is None) == (map_file is None):
         raise UsageError("give a REFERENCE image or --map, not both or neither")
+    # The outputs first (the map file is an input), before the map is even read.
+    video_lib.check_video_outputs(
+        output, [source, reference, map_file], save_map=save_map, force=force
+    )
     fit = FitSettings(
         model=model.value,
         loss=loss.value,
@@ -328,6 +349,8 @@ def video(
             reference,
             output,
             look=look,
+            map_file=map_file,
+            max_pixels=max_pixels,
             fit=fit,
             look_settings=look_settings,
             fit_frames=fit_frames,

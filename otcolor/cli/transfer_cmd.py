@@ -13,7 +13,7 @@ from rich.table import Table
 
 from .. import transfer as transfer_lib
 from ..fitting import FitSettings
-from ..fitting.colour import DEFAULT_SMOOTHNESS
+from ..fitting.colour import DEFAULT_SMOOTHNESS, MAX_STEPS
 from ..look import REGRAIN, LookSettings
 from ._app import (
     EPILOG,
@@ -93,6 +93,7 @@ def transfer(
         int | None,
         typer.Option(
             min=1,
+            max=MAX_STEPS,
             help=(
                 "Training steps (default: 250 L-BFGS iterations for ot, "
                 "600 Adam steps for the others)."

@@ -42,8 +42,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageCms
 
-from ..errors import UsageError
-from .files import describe_os_error
+from ..errors import InputError, UsageError
+from .files import describe_os_error, read_regular
 from .icc import MAX_PROFILE, Curve, IccError, MatrixTrc, parse_matrix_trc, write_matrix_trc
 
 #: Pixels per conversion chunk: float64 temporaries of a chunk stay near 50 MB.
@@ -173,13 +173,10 @@ def output_profile(spec: str) -> ColourProfile | None:
     try:
         if not path.is_file():
             raise UsageError(f"output profile {spec!r}: no such profile or file", hint)
-        if path.stat().st_size > MAX_PROFILE:
-            raise UsageError(f"{path}: too large for an ICC profile", hint)
-        data = path.read_bytes()
-    except OSError as err:
-        raise UsageError(
-            f"{path}: cannot read the profile: {describe_os_error(err)}", hint
-        ) from err
+        # A regular file of at most MAX_PROFILE bytes, checked on the open file itself.
+        data = read_regular(path, MAX_PROFILE, what="ICC profile")
+    except InputError as err:  # the profile is an option: a bad one is a usage error
+        raise UsageError(f"cannot read the profile: {err.message}", hint) from err
     profile = profile_from_icc(data, label="ICC")
     if profile is None:
         raise UsageError(f"{path}: not an RGB ICC profile", hint)
