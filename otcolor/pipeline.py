@@ -20,6 +20,7 @@ from __future__ import annotations
 
 __all__ = [
     "FittedLook",
+    "approved_table",
     "fit_look",
     "override",
     "provenance",
@@ -42,6 +43,7 @@ from .errors import InputError, OutOfDeviceMemory, TrainingError
 from .fitting import Callback, FitSettings, FittedMap, fit_color_map
 from .io import LoadedImage
 from .io.mapfile import fingerprint
+from .io.stilllut import fit_still_lut
 from .look import REGRAIN, Look, LookSettings, RegrainConfig
 from .regrain import base_colors, regrain
 from .spaces import to_space
@@ -294,3 +296,22 @@ def provenance(
         role: fingerprint(path, size, digest) for role, (path, size, digest) in inputs.items()
     }
     return {"fit": fit, **files}
+
+
+def approved_table(
+    look: Look, source: np.ndarray, still: np.ndarray, size: int
+) -> np.ndarray | None:
+    r"""The LUT entries of a look as its still shows it: for a regrained look, the colour
+    function closest to the approved still (:func:`otcolor.io.stilllut.fit_still_lut`); for a
+    pure look, ``None`` (its colour function is the LUT, :func:`otcolor.io.lut.export_lut`).
+
+    Arguments:
+        look: the look.
+        source: the source image, :math:`(H, W, 3)`, in the working space.
+        still: the look's output on it (:func:`render`), same shape.
+        size: the LUT's points per axis.
+    """
+
+    if look.regrain is None:
+        return None
+    return fit_still_lut(look, source, still, size)

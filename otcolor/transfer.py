@@ -28,7 +28,15 @@ from .io.mapfile import save_map as write_map
 from .io.settings import FileSettings
 from .look import LookSettings
 from .metrics import sliced_w2
-from .pipeline import fit_look, provenance, render, sample_colours, sample_pixels, sampling_rng
+from .pipeline import (
+    approved_table,
+    fit_look,
+    provenance,
+    render,
+    sample_colours,
+    sample_pixels,
+    sampling_rng,
+)
 from .regrain import base_colors
 
 
@@ -203,8 +211,10 @@ def transfer(
         if save_map is not None:
             record = provenance(made.settings, inputs_record)
             write_map(save_map, made.look, record, overwrite=force)
-        if lut is not None:
-            export_lut(made.look, lut, lut_size, overwrite=force)
+        if lut is not None:  # a regrained look's LUT is the one closest to this still
+            fmt, size = check_lut(lut, None, lut_size)
+            table = approved_table(made.look, source_image.rgb, mapped, size)
+            export_lut(made.look, lut, size, fmt, overwrite=force, table=table)
 
     if grain is not None:
         # The fit saw base layers; the summary compares the images themselves (for a pure look

@@ -107,7 +107,13 @@ def test_import_otcolor_is_light_and_leaves_the_environment_alone() -> None:
 
 
 #: The file-level use cases: each runs the pipeline between its files, none runs another.
-USE_CASES = ("otcolor.transfer", "otcolor.apply", "otcolor.video", "otcolor.preview")
+USE_CASES = (
+    "otcolor.transfer",
+    "otcolor.apply",
+    "otcolor.video",
+    "otcolor.preview",
+    "otcolor.bake",
+)
 
 
 def test_no_use_case_imports_another() -> None:

@@ -2,6 +2,7 @@ r"""``otcolor apply``, ``otcolor lut`` and ``otcolor video``: reuse one fitted l
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -13,7 +14,6 @@ from .. import video as video_lib
 from ..fitting import FitSettings
 from ..fitting.colour import MAX_STEPS
 from ..io import DEFAULT_MAX_PIXELS, mapfile
-from ..io import lut as lut_lib
 from ..look import REGRAIN
 from ..pipeline import override
 from ._app import (
@@ -188,33 +188,45 @@ def lut(
             "(least squares); nodes: the map sampled at the grid points.",
         ),
     ] = LutMethod.fit,
+    source: Annotated[
+        Path | None,
+        typer.Option(
+            "--source",
+            exists=True,
+            dir_okay=False,
+            help="The image the look was approved on: a regrained look's LUT is then the colour "
+            "function closest to its still (without it: the pure colour map).",
+        ),
+    ] = None,
+    pure: Annotated[
+        bool,
+        typer.Option("--pure", help="The pure colour map, even for a regrained look."),
+    ] = False,
     json_output: JsonOption = False,
     force: ForceOption = False,
 ) -> None:
-    r"""Bake a saved map into a 3-D LUT for ffmpeg (lut3d), Resolve, Premiere, OCIO, G'MIC..."""
+    r"""Bake a saved look into a 3-D LUT for ffmpeg (lut3d), Resolve, Premiere, OCIO, G'MIC..."""
 
-    from ..io import check_output_path
+    from .. import bake as bake_lib
 
-    check_output_path(output, [map_file], force=force, image=False)
-    format_name, size = lut_lib.check_lut(output, fmt.value if fmt else None, size)
-    look = override(mapfile.load_map(map_file).look, strength=strength)
-    lut_lib.export_lut(look, output, size, format_name, method.value, overwrite=force)
-    warnings = [lut_lib.LUT_REGRAIN_NOTE] if look.regrain is not None else []
+    result = bake_lib.bake_look(
+        map_file,
+        output,
+        size=size,
+        fmt=fmt.value if fmt else None,
+        method=method.value,
+        strength=strength,
+        source=source,
+        pure=pure,
+        force=force,
+    )
     if json_output:
-        payload = {
-            "output": str(output),
-            "format": format_name,
-            "size": size,
-            "method": method.value,
-            "strength": look.strength,
-            "space": look.space,
-            "warnings": warnings,
-            "versions": versions(),
-        }
-        emit_json(payload)
+        emit_json(
+            {**dataclasses.asdict(result), "output": str(result.output), "versions": versions()}
+        )
         return
-    typer.echo(f"{format_name} LUT, {size} points per axis -> {output}")
-    print_warnings(warnings)
+    typer.echo(f"{result.format} LUT ({result.method}), {result.size} points per axis -> {output}")
+    print_warnings(result.warnings)
 
 
 @app.command(cls=Command, epilog=EPILOG)

@@ -78,10 +78,10 @@ LUT_METHODS: tuple[str, ...] = ("fit", "nodes")
 _FIT_POINTS = 129
 
 
-#: What a LUT made from a regrained look holds, in one line for the user.
+#: What a LUT made from a regrained look holds without its still, in one line for the user.
 LUT_REGRAIN_NOTE = (
-    "this look regrains (spatial: the grain is kept); a LUT holds a colour function only, so "
-    "it holds the look's pure colour map, whose flat noisy areas differ from the still's"
+    "this look regrains (spatial) and a LUT holds a colour function only: without --source it "
+    "holds the pure colour map, with --source the function closest to the approved still"
 )
 
 
@@ -397,12 +397,15 @@ def export_lut(
     fmt: str | None = None,
     method: str = "fit",
     overwrite: bool = True,
+    table: np.ndarray | None = None,
 ) -> tuple[str, int]:
-    r"""Bakes a look and writes it as a ``.cube`` or HaldCLUT file.
+    r"""Bakes a look and writes it as a ``.cube``, ``.csp`` or HaldCLUT file.
 
     Arguments:
         method: ``"fit"`` (:func:`fit_lut`, the default) or ``"nodes"`` (:func:`bake_lut`).
             A ``.csp`` gets the shaper of :func:`choose_shaper` either way.
+        table: entries computed by the caller instead, :math:`(N, N, N, 3)` on the plain
+            grid (the approved still's, :func:`otcolor.pipeline.approved_table`).
         overwrite: whether an existing ``path`` may be replaced (see
             :func:`otcolor.io.save_image`).
 
@@ -413,21 +416,32 @@ def export_lut(
     fmt, size = check_lut(path, fmt, size)
     if method not in LUT_METHODS:
         raise UsageError(f"unknown LUT method {method!r}", f"choose one of {LUT_METHODS}")
-    shaper = choose_shaper(look, size) if fmt == "csp" else IDENTITY
-    table = fit_lut(look, size, shaper=shaper) if method == "fit" else bake_lut(look, size, shaper)
+    entries = "least-squares fit" if method == "fit" else "node samples"
+    if table is not None:
+        if table.shape != (size, size, size, 3):
+            raise ValueError(f"table of shape {table.shape} for a LUT of size {size}")
+        shaper, entries = IDENTITY, "least-squares fit to the approved still (regrained)"
+    elif fmt == "csp":
+        shaper = choose_shaper(look, size)
+    else:
+        shaper = IDENTITY
+    if table is None:
+        table = (
+            fit_lut(look, size, shaper=shaper) if method == "fit" else bake_lut(look, size, shaper)
+        )
     if fmt == "csp":
         comment = (
             f"otcolor look: space {look.space}, strength {look.strength:g}, "
             f"preserve luminance {look.preserve_luminance}\nsRGB in [0, 1], shaper "
             f"log(1 + a x) / log(1 + a), a = {shaper.strengths}, sides {shaper.sides}\n"
-            f"entries: {'least-squares fit' if method == 'fit' else 'node samples'}"
+            f"entries: {entries}"
         )
         write_csp(path, table, shaper, comment, overwrite)
     elif fmt == "cube":
         comment = (
             f"otcolor look: space {look.space}, strength {look.strength:g}, "
             f"preserve luminance {look.preserve_luminance}\nsRGB in [0, 1], red fastest, "
-            f"entries: {'least-squares fit' if method == 'fit' else 'node samples'}"
+            f"entries: {entries}"
         )
         write_cube(path, table, comment, overwrite)
     else:

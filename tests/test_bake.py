@@ -1,0 +1,76 @@
+r"""Tests of otcolor.bake and ``transfer --lut``: a regrained look's LUT is the colour function
+closest to its approved still; the pure map's LUT stays one flag away."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from otcolor.cli import app
+from otcolor.io import load_image
+from otcolor.io.lut import interpolation_matrix, read_cube
+
+runner = CliRunner()
+FAST = ["--steps", "8", "--samples", "3000", "--device", "cpu"]
+
+
+def _photo(path: Path, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:48, 0:64] / 64.0
+    base = np.stack([0.2 + 0.6 * xx, 0.3 + 0.5 * yy, 0.4 + 0.3 * xx * yy], -1)
+    noisy = np.clip(
+        base @ rng.uniform(0.5, 1, (3, 3)) / 1.6 + 0.02 * rng.standard_normal(base.shape), 0, 1
+    )
+    Image.fromarray(np.round(noisy * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def _read(cube: Path, image: np.ndarray) -> np.ndarray:
+    table = read_cube(cube)
+    read = interpolation_matrix(image.reshape(-1, 3), table.shape[0], "tetrahedral")
+    return (read @ table.reshape(-1, 3).astype(np.float64)).reshape(image.shape)
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("bake")
+    source, target = _photo(root / "s.png", 0), _photo(root / "t.png", 5)
+    files = {"source": source, "still": root / "still.png", "map": root / "m.otmap",
+             "lut": root / "transfer.cube"}  # fmt: skip
+    args = ["transfer", str(source), str(target), "-o", str(files["still"]), "--save-map",
+            str(files["map"]), "--lut", str(files["lut"]), *FAST]  # fmt: skip
+    assert runner.invoke(app, args).exit_code == 0
+    return files
+
+
+def test_transfer_writes_the_approved_stills_lut(made: dict[str, Path]) -> None:
+    assert "approved still" in made["lut"].read_text().splitlines()[1]
+
+
+def test_lut_with_source_is_closer_to_the_still_than_the_pure_map(
+    made: dict[str, Path], tmp_path: Path
+) -> None:
+    still, source = load_image(made["still"]).rgb, load_image(made["source"]).rgb
+    results = {}
+    for name, extra in (("still", ["--source", str(made["source"])]), ("pure", ["--pure"])):
+        out = tmp_path / f"{name}.cube"
+        result = runner.invoke(app, ["lut", str(made["map"]), "-o", str(out), "--json", *extra])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["method"] == ("still" if name == "still" else "fit")
+        results[name] = np.abs(_read(out, source) - still).mean()
+    assert results["still"] < 0.8 * results["pure"]
+    # The same table from the library through transfer --lut and through lut --source.
+    assert np.allclose(read_cube(tmp_path / "still.cube"), read_cube(made["lut"]), atol=2e-6)
+
+
+def test_lut_without_source_says_what_it_holds(made: dict[str, Path], tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["lut", str(made["map"]), "-o", str(tmp_path / "l.cube"), "--json"]
+    )
+    payload = json.loads(result.stdout)
+    assert payload["method"] == "fit" and "--source" in payload["warnings"][0]
