@@ -3,8 +3,9 @@ r"""LUT export: a saved look baked into a 3-D LUT for FFmpeg, OCIO, Resolve, Pre
 What ``otcolor lut`` runs. A LUT holds a colour function. A pure look's colour function is its
 map (:func:`otcolor.io.lut.export_lut` fits the table to it over the whole cube). A regrained
 look is spatial: given the image the look was approved on (``source``), the table is the colour
-function closest to that still (:func:`otcolor.pipeline.approved_table`); without it, the pure
-colour map, with a note saying so.
+function closest to that still (:func:`otcolor.pipeline.approved_table`). Without it, the
+same function as the map file keeps it (``transfer --save-map`` stores it at 33 points), and
+for a file without one, or at another ``strength``, the pure colour map, with a note saying so.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from .io import check_output_path, load_image
 from .io.lut import LUT_REGRAIN_NOTE, check_lut, export_lut
 from .io.mapfile import load_map
+from .io.stilllut import resample
 from .pipeline import approved_table, override, render
 
 
@@ -56,7 +58,7 @@ def bake_look(
         method: how a pure colour function is tabulated: ``fit`` or ``nodes``.
         strength: overrides the map's strength.
         source: the image the look was approved on: a regrained look's LUT is then the colour
-            function closest to its still.
+            function closest to its still (by default, the one the map file keeps).
         pure: the pure colour map even for a regrained look with a ``source``.
         force: replace an existing output (never an input).
     """
@@ -64,10 +66,13 @@ def bake_look(
     inputs = [map_path, *([source] if source is not None else [])]
     check_output_path(output, inputs, force=force, image=False)
     fmt, size = check_lut(output, fmt, size)
-    look = override(load_map(map_path).look, strength=strength)
+    saved = load_map(map_path)
+    look = override(saved.look, strength=strength)
     table, warnings = None, []
     if look.regrain is not None and not pure:
-        if source is None:
+        if source is None and saved.still is not None and look.strength == saved.look.strength:
+            table = resample(saved.still, size)
+        elif source is None:
             warnings.append(LUT_REGRAIN_NOTE)
         else:
             image = load_image(source)

@@ -26,6 +26,7 @@ from .io.lut import check_lut, export_lut
 from .io.mapfile import fingerprint
 from .io.mapfile import save_map as write_map
 from .io.settings import FileSettings
+from .io.stilllut import STILL_SIZE
 from .look import LookSettings
 from .metrics import sliced_w2
 from .pipeline import (
@@ -198,6 +199,14 @@ def transfer(
         base=source_base,
         warnings=warnings,
     )
+    # A regrained look's LUT is the colour function closest to this still; the map file keeps
+    # one (STILL_SIZE points) so that `otcolor lut` bakes the approved look without the source.
+    stills: dict[int, np.ndarray | None] = {}
+    lut_format = lut_points = None
+    if lut is not None:
+        lut_format, lut_points = check_lut(lut, None, lut_size)
+    for size in {STILL_SIZE if save_map is not None else None, lut_points} - {None}:
+        stills[size] = approved_table(made.look, source_image.rgb, mapped, size)
     with outputs_together():  # the image, its map and its LUT: all of them, or none
         warnings += save_image(
             output,
@@ -210,11 +219,11 @@ def transfer(
         )
         if save_map is not None:
             record = provenance(made.settings, inputs_record)
-            write_map(save_map, made.look, record, overwrite=force)
-        if lut is not None:  # a regrained look's LUT is the one closest to this still
-            fmt, size = check_lut(lut, None, lut_size)
-            table = approved_table(made.look, source_image.rgb, mapped, size)
-            export_lut(made.look, lut, size, fmt, overwrite=force, table=table)
+            still = stills.get(STILL_SIZE)
+            write_map(save_map, made.look, record, overwrite=force, still=still)
+        if lut is not None:
+            table = stills[lut_points]
+            export_lut(made.look, lut, lut_points, lut_format, overwrite=force, table=table)
 
     if grain is not None:
         # The fit saw base layers; the summary compares the images themselves (for a pure look

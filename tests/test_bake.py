@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from otcolor.cli import app
 from otcolor.io import load_image
 from otcolor.io.lut import interpolation_matrix, read_cube
+from otcolor.io.mapfile import load_map
 
 runner = CliRunner()
 FAST = ["--steps", "8", "--samples", "3000", "--device", "cpu"]
@@ -68,9 +69,34 @@ def test_lut_with_source_is_closer_to_the_still_than_the_pure_map(
     assert np.allclose(read_cube(tmp_path / "still.cube"), read_cube(made["lut"]), atol=2e-6)
 
 
-def test_lut_without_source_says_what_it_holds(made: dict[str, Path], tmp_path: Path) -> None:
-    result = runner.invoke(
-        app, ["lut", str(made["map"]), "-o", str(tmp_path / "l.cube"), "--json"]
-    )
-    payload = json.loads(result.stdout)
+def test_lut_without_source_bakes_the_still_the_map_keeps(
+    made: dict[str, Path], tmp_path: Path
+) -> None:
+    # transfer --save-map keeps the approved still's table: lut bakes it without the source.
+    out = tmp_path / "kept.cube"
+    result = runner.invoke(app, ["lut", str(made["map"]), "-o", str(out), "--json"])
+    assert json.loads(result.stdout)["method"] == "still"
+    assert np.allclose(read_cube(out), read_cube(made["lut"]), atol=2e-6)
+    # At 17 points it is the same colour function, read at other nodes.
+    result = runner.invoke(app, ["lut", str(made["map"]), "-o", str(tmp_path / "17.cube"),
+                                 "--size", "17"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    source = load_image(made["source"]).rgb
+    assert np.abs(_read(tmp_path / "17.cube", source) - _read(out, source)).mean() < 1 / 255
+
+
+def test_lut_at_another_strength_without_source_says_what_it_holds(
+    made: dict[str, Path], tmp_path: Path
+) -> None:
+    args = ["lut", str(made["map"]), "-o", str(tmp_path / "l.cube"), "--strength", "0.5"]
+    payload = json.loads(runner.invoke(app, [*args, "--json"]).stdout)
     assert payload["method"] == "fit" and "--source" in payload["warnings"][0]
+
+
+def test_a_pure_map_file_keeps_no_still(tmp_path: Path) -> None:
+    source, target = _photo(tmp_path / "s.png", 0), _photo(tmp_path / "t.png", 5)
+    path = tmp_path / "pure.otmap"
+    args = ["transfer", str(source), str(target), "-o", str(tmp_path / "o.png"), "--save-map",
+            str(path), "--no-regrain", *FAST]  # fmt: skip
+    assert runner.invoke(app, args).exit_code == 0
+    assert load_map(path).still is None

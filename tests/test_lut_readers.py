@@ -207,3 +207,19 @@ def test_cli_writes_a_csp_that_both_readers_load(tmp_path: Path, image: np.ndarr
     assert csp.read_text().startswith("CSPLUTV100\n3D\n")
     for reader in READERS.values():
         assert reader(csp, image).shape == image.shape
+
+
+def test_flat_noise_measures_grain_added_in_flat_areas() -> None:
+    from otcolor.bench.lutcheck import flat_noise
+
+    rng = np.random.default_rng(0)
+    ramp = np.repeat(np.linspace(0, 1, 96)[None, :, None], 96, 0).repeat(3, 2) * 0.8
+    image = ramp + 0.01 * rng.standard_normal(ramp.shape)
+    image[:48, :48] = 0.5 + 0.01 * rng.standard_normal((48, 48, 3))  # the flat quarter
+    assert flat_noise(image, image) == pytest.approx(1.0)
+    stretched = image.copy()
+    stretched[:48, :48] = 0.5 + 3 * (image[:48, :48] - 0.5)  # a LUT steep around grey
+    assert flat_noise(image, stretched) == pytest.approx(3.0, rel=0.05)
+    stretched_ramp = image.copy()
+    stretched_ramp[48:] = 3 * image[48:]  # steep elsewhere only: the flat blocks keep it
+    assert flat_noise(image, stretched_ramp) == pytest.approx(1.0, rel=0.05)

@@ -1,5 +1,6 @@
 r"""Tests of otcolor.io.mapfile: the .otmap format round trips exactly and refuses bad files."""
 
+import hashlib
 import json
 import struct
 from pathlib import Path
@@ -132,3 +133,40 @@ def test_bad_files_give_one_line_errors(tmp_path: Path, how: str) -> None:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: ")
     assert not (tmp_path / "o.png").exists()
+
+
+def _regrained_look() -> Look:
+    return Look(_color_map("cmgn"), LookSettings())
+
+
+def test_the_still_lut_round_trips(tmp_path: Path) -> None:
+    table = np.random.default_rng(0).uniform(0, 1, (5, 5, 5, 3)).astype(np.float32)
+    save_map(tmp_path / "m.otmap", _regrained_look(), still=table)
+    assert np.array_equal(load_map(tmp_path / "m.otmap").still, table)
+    save_map(tmp_path / "n.otmap", _regrained_look())
+    assert load_map(tmp_path / "n.otmap").still is None
+
+
+@pytest.mark.parametrize("how", ["shape", "range", "pure"])
+def test_a_bad_still_lut_is_refused_on_load(tmp_path: Path, how: str) -> None:
+    table = np.full((5, 5, 5, 3), 0.5, np.float32)
+    path = tmp_path / "m.otmap"
+    save_map(path, _regrained_look(), still=table)
+    data = bytearray(path.read_bytes())
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + length])
+    begin = header["still_lut"]["data_offsets"][0]
+    body = 8 + length
+    if how == "shape":
+        header["still_lut"]["shape"] = [5, 5, 15, 1]
+    elif how == "range":
+        data[body + begin : body + begin + 4] = struct.pack("<f", 1.5)
+    else:
+        header["__metadata__"]["regrain"] = "null"
+    # Re-sign the tensors so that only the still LUT is wrong.
+    header["__metadata__"]["sha256"] = hashlib.sha256(bytes(data[body:])).hexdigest()
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + bytes(data[body:]))
+    with pytest.raises(InputError, match="still LUT"):
+        load_map(path)

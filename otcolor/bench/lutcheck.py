@@ -13,7 +13,7 @@ module's OCIO path round.
 
 from __future__ import annotations
 
-__all__ = ["INTERPOLATIONS", "agreement", "apply_ffmpeg", "apply_ocio"]
+__all__ = ["INTERPOLATIONS", "agreement", "apply_ffmpeg", "apply_ocio", "flat_noise"]
 
 import os
 import shutil
@@ -122,3 +122,35 @@ def agreement(result: np.ndarray, reference: np.ndarray) -> dict[str, float]:
         "p99": float(np.percentile(diff, 99)),
         "max": float(diff.max()),
     }
+
+
+def flat_noise(
+    source: np.ndarray, output: np.ndarray, block: int = 16, share: float = 0.05
+) -> float:
+    r"""Grain in the source's flattest areas, output over source: the standard deviation of the
+    luma's high-pass (the luma minus its 3×3 mean) over the ``share`` of ``block``-sized blocks
+    whose smoothed luma varies least in the source. 1 keeps the grain; a LUT that stretches the
+    colours of a flat sky scores several times that.
+
+    Arguments:
+        source, output: :math:`(H, W, 3)` images on one scale (uint8, or floats in [0, 1]).
+    """
+
+    from scipy.ndimage import uniform_filter
+
+    weights = np.array([0.2126, 0.7152, 0.0722])
+    luma_in = np.asarray(source, np.float64) @ weights
+    luma_out = np.asarray(output, np.float64) @ weights
+    rows, cols = luma_in.shape[0] // block, luma_in.shape[1] // block
+    if rows * cols == 0:
+        raise ValueError(f"images smaller than one {block}x{block} block")
+    slope = np.pad(np.abs(np.diff(uniform_filter(luma_in, 5), axis=1)), ((0, 0), (0, 1)))
+    blocks = slope[: rows * block, : cols * block].reshape(rows, block, cols, block).mean((1, 3))
+    flattest = np.zeros(rows * cols, bool)
+    flattest[np.argsort(blocks.ravel())[: max(1, int(share * rows * cols))]] = True
+    mask = np.kron(flattest.reshape(rows, cols), np.ones((block, block), bool)).astype(bool)
+
+    def high_pass(luma: np.ndarray) -> np.ndarray:
+        return (luma - uniform_filter(luma, 3))[: rows * block, : cols * block][mask]
+
+    return float(high_pass(luma_out).std() / max(high_pass(luma_in).std(), 1e-12))

@@ -27,7 +27,9 @@ Files written before the look held its regrain have no ``regrain`` key: their
 ``fit*.regrain`` flag says how they were made, and without one the regrain is on (what
 ``apply`` did with them then). Tensors: ``center``
 (:math:`c`) and the model's parameters prefixed ``model.`` (``colormap``), or ``colour``
-(``constant``).
+(``constant``); for a regrained look, optionally ``still_lut``, :math:`(N, N, N, 3)` with
+:math:`2 \le N \le 65`: the colour function closest to the still the look was approved on
+(:mod:`otcolor.io.stilllut`), which ``otcolor lut`` bakes by default.
 
 Loading reads the header as JSON, checks every name, dtype, shape and offset against the
 declared layout and the registry of models, builds the model from the registry and copies the
@@ -39,6 +41,7 @@ from __future__ import annotations
 __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
+    "STILL_TENSOR",
     "MapFile",
     "fingerprint",
     "load_map",
@@ -79,6 +82,8 @@ FORMAT = "otcolor-map"
 FORMAT_VERSION = "1"
 
 _DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
+#: The tensor holding the approved still's LUT.
+STILL_TENSOR = "still_lut"
 _HINT = "re-save it with 'otcolor transfer ... --save-map'"
 
 
@@ -88,6 +93,9 @@ class MapFile:
 
     look: Look
     metadata: dict[str, Any]
+    #: The LUT of the approved still (:mod:`otcolor.io.stilllut`), :math:`(N, N, N, 3)`, for a
+    #: regrained look saved by ``transfer``; ``None`` otherwise.
+    still: np.ndarray | None = None
 
 
 def fingerprint(
@@ -120,6 +128,7 @@ def save_map(
     look: Look,
     info: dict[str, Any] | None = None,
     overwrite: bool = True,
+    still: np.ndarray | None = None,
 ) -> None:
     r"""Writes a look to a map file, atomically.
 
@@ -130,6 +139,7 @@ def save_map(
         info: JSON-serialisable extras stored under their keys (``fit``, ``source``, ...).
         overwrite: whether an existing ``path`` may be replaced (see
             :func:`otcolor.io.save_image`).
+        still: the LUT of the approved still, :math:`(N, N, N, 3)` (regrained looks only).
 
     Raises:
         UsageError: the map is of a type the format cannot hold.
@@ -149,6 +159,9 @@ def save_map(
         tensors = dict(color_map.state_dict())
     else:
         raise UsageError(f"cannot save a map of type {type(color_map).__name__}")
+    if still is not None:
+        _check_still(np.asarray(still), look, UsageError)
+        tensors[STILL_TENSOR] = torch.as_tensor(np.asarray(still, np.float32))
     settings = look.settings
     meta["space"] = settings.space
     meta["strength"] = repr(float(settings.strength))
@@ -220,10 +233,25 @@ def load_map(path: str | os.PathLike[str], device: torch.device | str = "cpu") -
     data = read_regular(path, MAX_FILE, what="map file", hint=_HINT)
     try:
         header, tensors = _parse(data)
+        still = tensors.pop(STILL_TENSOR, None)
         look, metadata = _build(header, tensors, device)
+        if still is not None:
+            _check_still(still, look, InputError)
     except InputError as err:
         raise InputError(f"{path}: {err.message}", err.hint or _HINT) from err
-    return MapFile(look, metadata)
+    return MapFile(look, metadata, still)
+
+
+def _check_still(table: np.ndarray, look: Look, error: type[Exception]) -> None:
+    r"""Refuses a still LUT of the wrong shape or values, or on a pure look."""
+
+    size = table.shape[0] if table.ndim == 4 else 0
+    if not (table.shape == (size, size, size, 3) and 2 <= size <= 65):
+        raise error(f"corrupt map file (still LUT of shape {list(table.shape)})")
+    if look.regrain is None:
+        raise error("corrupt map file (a still LUT on a pure look)")
+    if not (np.isfinite(table).all() and table.min() >= 0 and table.max() <= 1):
+        raise error("corrupt map file (still LUT values outside [0, 1])")
 
 
 def _map_device(device: object) -> torch.device:

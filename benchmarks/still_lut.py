@@ -1,0 +1,87 @@
+r"""How close a regrained look's LUT is to the still the user approved (issue 30).
+
+For each pair: the default transfer (library :func:`otcolor.transfer.transfer`, with
+``save_map``), then ``otcolor lut`` twice at 33 points, the default (the approved still's
+colour function, kept in the map file) and ``--pure``; each ``.cube`` is applied to the source
+by OpenColorIO and FFmpeg (tetrahedral) and scored against the still: mean CIEDE2000, and the
+grain in the source's flattest blocks relative to the source's own
+(:func:`otcolor.bench.lutcheck.flat_noise`; the still scores itself too).
+
+Usage: ``python benchmarks/still_lut.py [--pairs ocean chelsea SRC:TGT ...] [--json]``
+(short names are :data:`otcolor.bench.pixels.DEFAULT_PAIRS`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from otcolor.bake import bake_look
+from otcolor.bench.lutcheck import apply_ffmpeg, apply_ocio, flat_noise
+from otcolor.bench.pixels import DEFAULT_PAIRS
+from otcolor.io import load_image
+from otcolor.metrics import ciede2000
+from otcolor.spaces import srgb_to_lab
+from otcolor.transfer import transfer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pair(spec: str) -> tuple[str, Path, Path]:
+    if spec in DEFAULT_PAIRS:
+        source, target = (ROOT / p for p in DEFAULT_PAIRS[spec])
+        return spec, source, target
+    source, target = spec.split(":")
+    return f"{Path(source).stem}:{Path(target).stem}", Path(source), Path(target)
+
+
+def _bytes(path: Path) -> np.ndarray:
+    rgb = load_image(path).rgb  # in the working space (sRGB), as the LUT reads it
+    return rgb if rgb.dtype == np.uint8 else np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8)
+
+
+def _delta_e(a: np.ndarray, b: np.ndarray) -> float:
+    lab = [srgb_to_lab(np.asarray(x, np.float64).reshape(-1, 3) / 255) for x in (a, b)]
+    return float(ciede2000(lab[0], lab[1]).mean())
+
+
+def run_pair(spec: str, tmp: Path) -> list[dict]:
+    name, source_path, target_path = _pair(spec)
+    still_path, map_path = tmp / "still.png", tmp / "look.otmap"
+    transfer(source_path, target_path, still_path, save_map=map_path, force=True)
+    source, still = _bytes(source_path), _bytes(still_path)
+    rows = [{"pair": name, "lut": "(the still)", "reader": "-", "delta_e": 0.0,
+             "noise": flat_noise(source, still)}]  # fmt: skip
+    for lut, pure in (("still (default)", False), ("pure (--pure)", True)):
+        path = tmp / ("pure.cube" if pure else "still.cube")
+        bake_look(map_path, path, size=33, pure=pure, force=True)
+        for reader, apply in (("ocio", apply_ocio), ("ffmpeg", apply_ffmpeg)):
+            out = apply(path, source)
+            rows.append({"pair": name, "lut": lut, "reader": reader,
+                         "delta_e": _delta_e(out, still), "noise": flat_noise(source, out)})  # fmt: skip
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs", nargs="+", default=list(DEFAULT_PAIRS))
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for spec in args.pairs:
+            rows += run_pair(spec, Path(tmp))
+            if not args.json:
+                for row in rows[-5:]:
+                    print(f"| {row['pair']} | {row['lut']} | {row['reader']} | "
+                          f"{row['delta_e']:.2f} | {row['noise']:.2f}x |", flush=True)  # fmt: skip
+    if args.json:
+        print(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
