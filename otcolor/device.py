@@ -2,7 +2,16 @@ r"""Devices: choosing one by name, and what to do when one runs out of memory.""
 
 from __future__ import annotations
 
-__all__ = ["DEVICES", "first_line", "is_out_of_memory", "release_device_memory", "resolve_device"]
+__all__ = [
+    "DEVICES",
+    "check_device_name",
+    "first_line",
+    "is_out_of_memory",
+    "release_device_memory",
+    "resolve_device",
+]
+
+import re
 
 import torch
 
@@ -12,6 +21,19 @@ from .errors import UsageError
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda", "mps")
 
 
+def check_device_name(name: object) -> str:
+    r"""``name`` if it names a device (``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``, any
+    case), whether or not this machine has it; :func:`resolve_device` checks that.
+
+    Raises:
+        UsageError: anything else.
+    """
+
+    if not (isinstance(name, str) and re.fullmatch(r"auto|cpu|mps|cuda(:\d{1,3})?", name.lower())):
+        raise UsageError(f"unknown device {name!r}", "choose auto, cpu, cuda, cuda:N or mps")
+    return name
+
+
 def resolve_device(name: str) -> torch.device:
     r"""Returns the device called ``name`` (``auto``: CUDA, then MPS, then the CPU).
 
@@ -19,7 +41,7 @@ def resolve_device(name: str) -> torch.device:
         UsageError: if an explicit ``cuda`` or ``mps`` is not available here (no silent fallback).
     """
 
-    name = name.lower()
+    name = check_device_name(name).lower()
     mps = getattr(torch.backends, "mps", None)
     has_mps = mps is not None and mps.is_available()
     if name == "auto":

@@ -36,6 +36,12 @@ from .spaces import SPACES, from_space, lab_to_srgb, srgb_to_lab, to_space
 BLOCK = 4096
 
 
+def _is_number(value: object) -> bool:
+    r"""A real number, not a bool (``True`` would pass as strength 1)."""
+
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class RegrainConfig:
     r"""Settings of the regrain (:mod:`otcolor.regrain`); radii are in full-resolution pixels.
@@ -64,7 +70,7 @@ class RegrainConfig:
             raise UsageError("regrain radii must be at least the scale")
         for name in ("base_eps", "eps"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 < value <= 1):
+            if not (_is_number(value) and math.isfinite(value) and 0 < value <= 1):
                 raise UsageError(f"regrain {name} must be in (0, 1], got {value!r}")
 
     @property
@@ -113,8 +119,12 @@ class LookSettings:
         if self.space not in SPACES:
             raise UsageError(f"unknown colour space {self.space!r}", f"choose one of {SPACES}")
         strength = self.strength
-        if not (isinstance(strength, (int, float)) and 0.0 <= strength <= 1.0):
-            raise UsageError(f"strength must be in [0, 1], got {strength}")
+        if not (_is_number(strength) and 0.0 <= strength <= 1.0):
+            raise UsageError(f"strength must be in [0, 1], got {strength!r}")
+        if not isinstance(self.preserve_luminance, bool):
+            raise UsageError(
+                f"preserve_luminance must be True or False, got {self.preserve_luminance!r}"
+            )
         if self.regrain is not None and not isinstance(self.regrain, RegrainConfig):
             raise UsageError(f"regrain must be a RegrainConfig or None, got {self.regrain!r}")
 

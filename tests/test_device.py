@@ -25,3 +25,17 @@ def test_resolve_device(monkeypatch: pytest.MonkeyPatch, cuda: bool, mps: bool, 
                 resolve_device(name)
     with pytest.raises(UsageError, match="unknown device"):
         resolve_device("tpu")
+
+
+@pytest.mark.parametrize("name", ["gpu", "cuda:x", "cuda:", 5, None, True, ""])
+def test_a_device_that_is_not_one_is_refused_by_name(name: object) -> None:
+    from otcolor.device import check_device_name
+    from otcolor.errors import UsageError
+    from otcolor.fitting import FitSettings
+
+    with pytest.raises(UsageError, match="unknown device"):
+        check_device_name(name)
+    with pytest.raises(UsageError, match="unknown device"):
+        FitSettings(device=name)  # type: ignore[arg-type]
+    for good in ("auto", "CPU", "cuda", "cuda:1", "mps"):
+        assert check_device_name(good) == good

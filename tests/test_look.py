@@ -71,11 +71,13 @@ def test_settings_are_validated_and_replaced_not_mutated() -> None:
         dict(radius=1, scale=2),
         dict(eps=0.0),
         dict(base_eps=float("nan")),
+        dict(eps=True),  # a bool is not a number here, though Python counts it as 1
     ):
         with pytest.raises(UsageError):
             RegrainConfig(**bad)  # type: ignore[arg-type]
-    with pytest.raises(UsageError):
-        LookSettings(regrain="yes")  # type: ignore[arg-type]
+    for bad_look in (dict(regrain="yes"), dict(strength=True), dict(preserve_luminance=1)):
+        with pytest.raises(UsageError):
+            LookSettings(**bad_look)  # type: ignore[arg-type]
     look = Look(_map())
     half = look.with_strength(0.5)
     assert half.strength == 0.5 and look.strength == 1.0 and half.map is look.map

@@ -27,7 +27,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..device import first_line, is_out_of_memory, release_device_memory, resolve_device
+from ..device import (
+    check_device_name,
+    first_line,
+    is_out_of_memory,
+    release_device_memory,
+    resolve_device,
+)
 from ..errors import TrainingError, UsageError
 from ..gaussian import bures_map, moments
 from ..losses import LOSSES
@@ -135,6 +141,7 @@ class FitSettings:
         smoothness = self.smoothness
         if smoothness is not None and not (_is_real(smoothness) and 0 <= smoothness < 1e6):
             raise UsageError(f"smoothness must be finite and >= 0, got {smoothness!r}")
+        check_device_name(self.device)
         if not (_is_int(self.seed) and 0 <= self.seed < 2**32):
             raise UsageError(f"seed must be an integer in [0, 2^32), got {self.seed!r}")
 
