@@ -51,16 +51,29 @@ BAND_ROWS = 64
 def _box(x: Tensor, r: int) -> Tensor:
     r"""Mean over the :math:`(2r+1)^2` window clipped to the image, over the last two axes.
 
-    Separable, and each value is a sum over its own window (not a difference of cumulative
-    sums), so it does not depend on where a band starts.
+    Separable, and each value is a sum over its own window in a fixed order (not a difference
+    of cumulative sums), so it does not depend on where a band starts. Summing shifted views
+    is bit-identical to ``avg_pool2d(count_include_pad=False)`` and 1.3-1.6x faster on one core
+    (measured at 21 channels of 200x2000, radii 2 and 4).
     """
 
-    k = 2 * r + 1
     shape = x.shape
-    x = x.reshape(1, -1, *shape[-2:])
-    x = F.avg_pool2d(x, (1, k), stride=1, padding=(0, r), count_include_pad=False)
-    x = F.avg_pool2d(x, (k, 1), stride=1, padding=(r, 0), count_include_pad=False)
+    x = x.reshape(-1, *shape[-2:])
+    x = _box_along(_box_along(x, r, 2), r, 1)
     return x.reshape(shape)
+
+
+def _box_along(x: Tensor, r: int, dim: int) -> Tensor:
+    r"""The clipped window mean of :func:`_box` along one axis (``dim`` 1 or 2 of a 3-D x)."""
+
+    n = x.shape[dim]
+    padded = F.pad(x, (r, r, 0, 0) if dim == 2 else (0, 0, r, r))
+    total = padded.narrow(dim, 0, n).clone()
+    for shift in range(1, 2 * r + 1):
+        total += padded.narrow(dim, shift, n)
+    index = torch.arange(n, device=x.device)
+    count = (index.clamp(max=n - 1 - r) - index.clamp(min=r) + 2 * r + 1).to(x.dtype)
+    return total / (count if dim == 2 else count[:, None])
 
 
 def _coefficients(guide: Tensor, p: Tensor | None, r: int, eps: float) -> tuple[Tensor, Tensor]:

@@ -173,3 +173,17 @@ def test_a_given_base_layer_gives_the_same_output(monkeypatch: pytest.MonkeyPatc
     np.testing.assert_array_equal(regrain(look, rgb, base=base_colors(rgb)), own)
     with pytest.raises(UsageError):
         regrain(look, rgb, base=base_colors(rgb[:-4]))
+
+
+@pytest.mark.parametrize("radius", [1, 2, 4])
+def test_the_box_filter_is_the_clipped_window_mean(radius: int) -> None:
+    # The reference: avg_pool2d without the padding in the count, what _box replaced.
+    import torch.nn.functional as F
+
+    from otcolor.regrain import _box
+
+    x = torch.rand(4, 11, 23, generator=torch.Generator().manual_seed(radius))
+    k = 2 * radius + 1
+    ref = F.avg_pool2d(x[None], (1, k), stride=1, padding=(0, radius), count_include_pad=False)
+    ref = F.avg_pool2d(ref, (k, 1), stride=1, padding=(radius, 0), count_include_pad=False)[0]
+    assert torch.equal(_box(x, radius), ref)
