@@ -1,10 +1,11 @@
 r"""The ``otcolor`` console script: the CLI behind a guard that needs nothing but the stdlib.
 
-Importing the CLI imports torch, which takes seconds; a Ctrl-C in that window, or a second
-Ctrl-C while the interpreter shuts down, would otherwise print a traceback instead of the
-documented one line and exit code 130. This module is therefore imported first and imports
-nothing heavy itself. SIGTERM and SIGHUP are handled like Ctrl-C from the start too
-(:mod:`otcolor.interrupts`), with exit codes 143 and 129.
+Importing the CLI loads no torch (its choices and defaults come from :mod:`otcolor.names`; a
+command imports the library when it runs), but a Ctrl-C while it loads, or a second Ctrl-C while
+the interpreter shuts down, would otherwise print a traceback instead of the documented one line
+and exit code 130. This module is therefore imported first and imports nothing heavy itself.
+SIGTERM and SIGHUP are handled like Ctrl-C from the start too (:mod:`otcolor.interrupts`), with
+exit codes 143 and 129.
 """
 
 from __future__ import annotations

@@ -28,8 +28,6 @@ import json
 import math
 from typing import Annotated, Any
 
-import PIL
-import torch
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -269,6 +267,9 @@ def make_progress(label: str, *, console: Console, disable: bool = False) -> Pro
 
 def versions() -> dict[str, str]:
     r"""Versions recorded in ``--json`` outputs, so numbers can be traced to software."""
+
+    import PIL
+    import torch  # here, not at the top: parsing and --help must not load torch
 
     return {"otcolor": __version__, "torch": torch.__version__, "pillow": PIL.__version__}
 

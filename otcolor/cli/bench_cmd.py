@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..fitting.colour import MAX_STEPS
+from ..names import MAX_STEPS
 from ._app import (
     EPILOG,
     MAX_SEED,

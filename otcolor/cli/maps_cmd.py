@@ -9,13 +9,8 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from .. import apply as apply_lib
-from .. import video as video_lib
-from ..fitting import FitSettings
-from ..fitting.colour import MAX_STEPS
-from ..io import DEFAULT_MAX_PIXELS, mapfile
-from ..look import REGRAIN
-from ..pipeline import override
+from ..names import DEFAULT_MAX_PIXELS, MAX_FIT_FRAMES, MAX_STEPS
+from ..names import FIT as _FIT
 from ._app import (
     EPILOG,
     MAX_SEED,
@@ -45,8 +40,6 @@ from .options import (
     SpaceName,
     SpaceOption,
 )
-
-_FIT = FitSettings()
 
 #: --regrain/--no-regrain where a map file holds the look: unset, the map's choice stands.
 MapRegrainOption = Annotated[
@@ -107,6 +100,8 @@ def apply(
     quiet: QuietOption = False,
 ) -> None:
     r"""Apply a saved look to images: exactly what transfer wrote for its source, on the CPU."""
+
+    from .. import apply as apply_lib
 
     progress = make_progress("applying", console=stderr_console(), disable=json_output or quiet)
     with progress:
@@ -252,7 +247,7 @@ def video(
         int,
         typer.Option(
             min=1,
-            max=video_lib.MAX_FIT_FRAMES,
+            max=MAX_FIT_FRAMES,
             help="Frames, spread over the clip, sampled for the fit.",
         ),
     ] = 16,
@@ -318,7 +313,12 @@ def video(
     containers: .mp4, .m4v, .mov, .mkv, .avi.
     """
 
+    from .. import video as video_lib
     from ..errors import UsageError
+    from ..fitting import FitSettings
+    from ..io import mapfile
+    from ..look import REGRAIN
+    from ..pipeline import override
 
     if (reference is None) == (map_file is None):
         raise UsageError("give a REFERENCE image or --map, not both or neither")

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ..mnist import generate
-from ..mnist.latent import GENERATOR_MODELS
+from ..names import GENERATOR_MODELS
+from ..names import MNIST as _DEFAULTS
 from ._app import (
     EPILOG,
     MAX_SEED,
@@ -26,8 +26,8 @@ from ._app import (
 )
 from .options import DeviceName, ForceOption, JsonOption, LossName, QuietOption, choices
 
-_DEFAULTS = generate.MnistConfig()
-
+if TYPE_CHECKING:
+    from ..mnist.generate import MnistResult
 
 MnistModelName = choices(
     "MnistModelName", GENERATOR_MODELS, "otcolor.mnist.GENERATOR_MODELS, or all.", all_=True
@@ -141,6 +141,8 @@ def mnist(
     PCA space and the model at its start and after one step.
     """
 
+    from ..mnist import generate
+
     config = generate.MnistConfig(
         model=model.value,
         loss=loss.value,
@@ -191,7 +193,7 @@ def mnist(
         _print_summary(result)
 
 
-def _print_summary(result: generate.MnistResult) -> None:
+def _print_summary(result: MnistResult) -> None:
     table = Table(title=None, box=None, padding=(0, 2, 0, 0))
     for column in (
         "",

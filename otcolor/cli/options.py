@@ -1,6 +1,9 @@
-r"""Option types the commands share: choice enums generated from the library's registries, and
-``Annotated`` aliases for the options several commands take (``--json``, ``--force``, ``--quiet``,
-``--seed``, ``--device`` and the look, mask and output options)."""
+r"""Option types the commands share: choice enums of the library's registries, and ``Annotated``
+aliases for the options several commands take (``--json``, ``--force``, ``--quiet``,
+``--seed``, ``--device`` and the look, mask and output options).
+
+The choices come from :mod:`otcolor.names`, the registries' keys without the registries (which
+import torch), so that parsing and ``--help`` load no torch; a test keeps the two equal."""
 
 from __future__ import annotations
 
@@ -11,15 +14,19 @@ from typing import Annotated
 
 import typer
 
-from ..bench.common import BENCH_LOSSES, BENCH_MODELS
-from ..bench.pixels import PIXEL_LOSSES
-from ..device import DEVICES
-from ..fitting.colour import INITS
-from ..fitting.estimators import ESTIMATORS
-from ..io.lut import LUT_FORMATS, LUT_METHODS
-from ..losses import LOSSES
-from ..models import MODELS
-from ..spaces import SPACES
+from ..names import (
+    BENCH_LOSSES,
+    BENCH_MODELS,
+    DEVICES,
+    ESTIMATORS,
+    INITS,
+    LOSSES,
+    LUT_FORMATS,
+    LUT_METHODS,
+    MODELS,
+    PIXEL_LOSSES,
+    SPACES,
+)
 from ._app import finite
 
 

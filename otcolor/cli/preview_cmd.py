@@ -7,12 +7,10 @@ from typing import Annotated
 
 import typer
 
-from .. import preview as preview_lib
-from ..fitting.colour import MAX_STEPS
+from ..names import MAX_STEPS
+from ..names import PREVIEW as _DEFAULTS
 from ._app import EPILOG, Command, app, emit_json, print_warnings, printable, stderr_console
 from .options import ForceOption, JsonOption, RegrainOption
-
-_DEFAULTS = preview_lib.PreviewConfig()
 
 
 @app.command(cls=Command, epilog=EPILOG)
@@ -50,6 +48,8 @@ def preview(
     force: ForceOption = False,
 ) -> None:
     r"""Fit one look per smoothness at preview size and write a labelled contact sheet."""
+
+    from .. import preview as preview_lib
 
     values = _DEFAULTS.smoothness
     if smoothness:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .. import transfer as transfer_lib
-from ..fitting import FitSettings
-from ..fitting.colour import DEFAULT_SMOOTHNESS, MAX_STEPS
-from ..look import REGRAIN, LookSettings
+from ..names import DEFAULT_SMOOTHNESS, MAX_STEPS
+from ..names import FILES as _FILES
+from ..names import FIT as _FIT
+from ..names import LOOK as _LOOK
 from ._app import (
     EPILOG,
     MAX_SEED,
@@ -49,10 +49,11 @@ from .options import (
     StrengthOption,
 )
 
-_DEFAULTS = transfer_lib.TransferConfig()
-_FIT, _LOOK, _FILES = _DEFAULTS.fit, _DEFAULTS.look, _DEFAULTS.files
+if TYPE_CHECKING:
+    from ..transfer import TransferResult
 
-#: The --smoothness help, with its defaults from the one table that holds them.
+#: The --smoothness help, with its defaults from the one table that holds them
+#: (``DEFAULT_SMOOTHNESS``, mirrored without torch in :mod:`otcolor.names`).
 SMOOTHNESS_HELP = (
     "Smoother map (less speckle) vs closer colours: 0 = closest; see the README. Default "
     f"{DEFAULT_SMOOTHNESS['regrain']:g} with the regrain, {DEFAULT_SMOOTHNESS['pure']:g} with "
@@ -159,7 +160,7 @@ def transfer(
     space: SpaceOption = SpaceName(_LOOK.space),
     strength: StrengthOption = _LOOK.strength,
     preserve_luminance: LuminanceOption = _LOOK.preserve_luminance,
-    regrain: RegrainOption = _LOOK.regrain is not None,
+    regrain: RegrainOption = _LOOK.regrain,
     source_mask: MaskOption = None,
     target_mask: MaskOption = None,
     apply_mask: MaskOption = None,
@@ -172,6 +173,10 @@ def transfer(
     quiet: QuietOption = False,
 ) -> None:
     r"""Fit a transport map from SOURCE's colours to TARGET's and apply it to SOURCE."""
+
+    from .. import transfer as transfer_lib
+    from ..fitting import FitSettings
+    from ..look import REGRAIN, LookSettings
 
     config = transfer_lib.TransferConfig(
         fit=FitSettings(
@@ -228,7 +233,7 @@ def transfer(
         stderr.print(f"[yellow]Warning:[/] {escape(printable(warning))}", soft_wrap=True)
 
 
-def _print_summary(result: transfer_lib.TransferResult) -> None:
+def _print_summary(result: TransferResult) -> None:
     table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
     table.add_column(style="bold")
     table.add_column()
