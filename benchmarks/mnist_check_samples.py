@@ -94,7 +94,7 @@ def main() -> None:
     centred = train.double() - mean
     values, vectors = torch.linalg.eigh(centred.T @ centred / (len(train) - 1))
     root = (vectors * values.clamp(min=0).sqrt()) @ vectors.T
-    gaussian = (mean + torch.randn(args.n, 784, generator=generator, dtype=torch.float64) @ root)
+    gaussian = mean + torch.randn(args.n, 784, generator=generator, dtype=torch.float64) @ root
     gaussian = gaussian.float().clamp(0, 1)
     energy = energy_distance(samples[: args.n], test_subset)
     energy_gaussian = energy_distance(gaussian, test_subset)
