@@ -32,7 +32,7 @@ def apply_on_dask(
     inputs: list[str | Path],
     output: str | Path,
     *,
-    regrain: bool = True,
+    regrain: bool | None = None,
     force: bool = False,
 ) -> list[str]:
     r"""Submits one :func:`apply_one` task per image and waits for all of them.
@@ -42,6 +42,7 @@ def apply_on_dask(
         map_path: the ``.otmap`` file.
         inputs: image files and folders of images (as ``otcolor apply`` takes them).
         output: the output folder (created here, on the client's machine).
+        regrain: override the map's choice (``None``: as the map was made).
 
     Returns:
         The output paths, in the order of the inputs.
@@ -72,7 +73,7 @@ def main() -> None:
     parser.add_argument("-o", "--output", required=True)
     parser.add_argument("--workers", type=int, default=2, help="local worker processes")
     parser.add_argument("--scheduler", help="address of a running scheduler instead")
-    parser.add_argument("--no-regrain", dest="regrain", action="store_false")
+    parser.add_argument("--regrain", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--force", action="store_true")
     args = parser.parse_args()
     if args.scheduler:

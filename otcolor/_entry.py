@@ -3,7 +3,8 @@ r"""The ``otcolor`` console script: the CLI behind a guard that needs nothing bu
 Importing the CLI imports torch, which takes seconds; a Ctrl-C in that window, or a second
 Ctrl-C while the interpreter shuts down, would otherwise print a traceback instead of the
 documented one line and exit code 130. This module is therefore imported first and imports
-nothing heavy itself.
+nothing heavy itself. SIGTERM and SIGHUP are handled like Ctrl-C from the start too
+(:mod:`otcolor.interrupts`), with exit codes 143 and 129.
 """
 
 from __future__ import annotations
@@ -14,7 +15,13 @@ import os
 import sys
 from collections.abc import Callable
 
-from .interrupts import INTERRUPTED, ignore_further_interrupts
+from .interrupts import (  # noqa: F401  (INTERRUPTED: the line, for callers and tests)
+    INTERRUPTED,
+    exit_code,
+    ignore_further_interrupts,
+    message,
+    terminations_as_interrupts,
+)
 
 
 def _load_cli() -> Callable[[], None]:
@@ -25,12 +32,13 @@ def _load_cli() -> Callable[[], None]:
 
 def _run(load: Callable[[], Callable[[], None]]) -> None:
     try:
-        load()()
-    except KeyboardInterrupt:
+        with terminations_as_interrupts():
+            load()()
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM/SIGHUP (Terminated)
         ignore_further_interrupts()
-        sys.stderr.write(f"Error: {INTERRUPTED}\n")
+        sys.stderr.write(f"Error: {message(err)}\n")
         sys.stderr.flush()
-        raise SystemExit(130) from None
+        raise SystemExit(exit_code(err)) from None
 
 
 def main() -> None:

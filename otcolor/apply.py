@@ -1,14 +1,17 @@
 r"""Batch apply: a saved map (``.otmap``) onto images and folders of images.
 
-What ``otcolor apply`` runs: each image is loaded, mapped by :func:`otcolor.color.apply_look`
-(or :func:`otcolor.regrain.regrain` for a regrained look) and saved atomically; every output is
-checked before the first is written.
+What ``otcolor apply`` runs: each image is loaded, rendered by :func:`otcolor.pipeline.render`
+with the look the map file holds (regrained or pure, its strength, space and lightness setting:
+what ``transfer`` wrote for its source) and saved atomically. A batch is all or nothing: every
+output and every input header is checked before the first image is decoded, and the outputs
+are committed together at the end (:func:`apply_map`).
 """
 
 from __future__ import annotations
 
 __all__ = ["ApplyResult", "apply_map", "apply_one", "expand_inputs"]
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -18,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .color import ColorTable, apply_look
+from .color import ColorTable
 from .errors import InputError, OutputError, UsageError
 from .io import (
     ALLOWED_FORMATS,
@@ -26,11 +29,16 @@ from .io import (
     check_output_path,
     load_image,
     load_mask,
+    outputs_together,
     save_image,
 )
 from .io.mapfile import load_map
-from .regrain import REGRAIN
-from .regrain import regrain as regrain_image
+from .io.probe import probe_size
+from .io.profiles import SOURCE, ColourProfile
+from .io.profiles import output_profile as resolve_output_profile
+from .io.settings import FileSettings
+from .look import Look, LookSettings
+from .pipeline import override, render
 
 
 @dataclass
@@ -41,6 +49,7 @@ class ApplyResult:
     map: Path
     strength: float
     space: str
+    regrain: bool  # whether the look was applied with the regrain
     megapixels: float
     seconds: float  # the whole call: load, apply, save
     apply_seconds: float  # mapping pixels only (no decoding or encoding)
@@ -87,73 +96,169 @@ def apply_map(
     output: str | os.PathLike[str],
     *,
     strength: float | None = None,
-    regrain: bool = True,
+    regrain: bool | None = None,
     apply_mask: str | os.PathLike[str] | None = None,
     force: bool = False,
     quality: int = 95,
     max_pixels: int | None = Image.MAX_IMAGE_PIXELS,
+    output_profile: str = SOURCE,
     callback: Callable[[int, int, Path], None] | None = None,
 ) -> ApplyResult:
     r"""Applies a saved map to one image (``output`` a file) or many (``output`` a folder).
 
     With one input file and an output that is not an existing folder, ``output`` is the image;
     otherwise it is a folder (created if missing) that receives one image per input, same name.
-    Every output path is checked before the first image is processed. 8-bit images share one
-    :class:`ColorTable`, so colours met in an earlier image are not evaluated again.
+
+    **All or nothing.** Before the first image is decoded, every output path is checked and
+    every input's header is read (format, size, the pixel limit) and compared with the mask's;
+    then every image is rendered into a temporary file, and the outputs are committed together
+    at the end (:func:`otcolor.io.outputs_together`). If any input fails, nothing is written: no
+    output, no temporary file, and an output folder created for the batch is removed again.
+    8-bit images share one :class:`ColorTable`, so colours met in an earlier image are not
+    evaluated again.
 
     Arguments:
         map_path: the ``.otmap`` file.
         inputs: image files and folders of images.
         output: the output image or folder.
         strength: overrides the strength saved in the map.
-        regrain: apply with the regrain (:mod:`otcolor.regrain`; spatial), or the pure map.
+        regrain: overrides the map's choice: apply with the regrain (:mod:`otcolor.regrain`;
+            spatial) or the pure colour map; ``None``: as the map was made.
         apply_mask: a mask image, the size of every input, restricting where the map applies.
         force: replace existing outputs (never an input).
+        quality: the JPEG/WebP quality, 1 to 100.
+        max_pixels: the largest accepted input, in pixels.
+        output_profile: each output's colour profile: ``"source"`` (its input's), a named one
+            or an ``.icc`` file (:func:`otcolor.io.profiles.output_profile`).
         callback: called as ``callback(done, total, path)`` after each image.
+
+    Raises:
+        OtcolorError: a subclass with the exit code of the failure (see ``otcolor.errors``).
     """
 
     start = time.perf_counter()
-    loaded = load_map(map_path)
-    look = loaded.look.with_strength(strength)
+    files_settings = FileSettings(quality=quality, max_pixels=max_pixels)  # checked first
+    if strength is not None:
+        LookSettings(strength=strength)  # the same rule as everywhere, before any reading
+    if regrain is not None and not isinstance(regrain, bool):
+        raise UsageError(f"regrain must be True, False or None, got {regrain!r}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+    profile = resolve_output_profile(output_profile)
+    look = override(load_map(map_path).look, strength=strength, regrain=regrain)
     files, folder = expand_inputs(inputs)
     output = Path(output)
     single = len(files) == 1 and not folder and not output.is_dir()
+    created = False
     if single:
         targets = [output]
     else:
-        if output.suffix.lower() in _image_suffixes() and not output.is_dir():
-            raise UsageError(
-                f"{output}: several inputs need an output folder, not an image file",
-                "give a folder with -o",
+        targets, created = _plan_folder(output, files)
+    try:
+        everything = [*files, Path(map_path), *([apply_mask] if apply_mask else [])]
+        check_distinct_outputs(targets, everything)
+        for target in targets:
+            check_output_path(target, everything, force=force)
+        _check_inputs(files, apply_mask, files_settings.max_pixels)
+        with outputs_together():  # every output of the batch, or none
+            done = _render_all(
+                look, files, targets, apply_mask, files_settings, profile, force, callback
             )
-        names = [f.name for f in files]
-        duplicate = next((n for n in names if names.count(n) > 1), None)
-        if duplicate is not None:
-            raise UsageError(f"two inputs are named {duplicate}", "apply them separately")
-        if output.exists() and not output.is_dir():
+    except BaseException:
+        if created:
+            with contextlib.suppress(OSError):
+                output.rmdir()  # only if still empty: made for this batch, which wrote nothing
+        raise
+    warnings, megapixels, apply_seconds = done
+    return ApplyResult(
+        outputs=targets,
+        map=Path(map_path),
+        strength=look.strength,
+        space=look.space,
+        regrain=look.regrain is not None,
+        megapixels=megapixels,
+        seconds=time.perf_counter() - start,
+        apply_seconds=apply_seconds,
+        warnings=list(dict.fromkeys(warnings)),
+    )
+
+
+def _plan_folder(output: Path, files: list[Path]) -> tuple[list[Path], bool]:
+    r"""The outputs of a batch in the folder ``output``, made if missing (second value: whether
+    it was made here)."""
+
+    if output.suffix.lower() in _image_suffixes() and not output.is_dir():
+        raise UsageError(
+            f"{output}: several inputs need an output folder, not an image file",
+            "give a folder with -o",
+        )
+    names = [f.name for f in files]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate is not None:
+        raise UsageError(f"two inputs are named {duplicate}", "apply them separately")
+    if output.exists() and not output.is_dir():
+        raise UsageError(
+            f"{output}: several inputs need an output folder, and this is an existing file",
+            "give a folder with -o",
+        )
+    created = False
+    if not output.is_dir():
+        if not output.parent.is_dir():
             raise UsageError(
-                f"{output}: several inputs need an output folder, and this is an existing file",
-                "give a folder with -o",
+                f"{output}: parent folder {output.parent} does not exist", "create it first"
             )
-        if not output.is_dir():
-            if not output.parent.is_dir():
-                raise UsageError(
-                    f"{output}: parent folder {output.parent} does not exist", "create it first"
-                )
-            try:
-                output.mkdir()
-            except FileExistsError:
-                pass  # created meanwhile by someone else: the per-file checks below decide
-            except OSError as err:
-                raise OutputError(
-                    f"{output}: cannot create the folder: {err.strerror or err}",
-                    "check the permissions of its parent",
-                ) from err
-        targets = [output / f.name for f in files]
-    everything = [*files, Path(map_path), *([apply_mask] if apply_mask else [])]
-    check_distinct_outputs(targets, everything)
-    for target in targets:
-        check_output_path(target, everything, force=force)
+        try:
+            output.mkdir()
+            created = True
+        except FileExistsError:
+            pass  # created meanwhile by someone else: the per-file checks decide
+        except OSError as err:
+            raise OutputError(
+                f"{output}: cannot create the folder: {err.strerror or err}",
+                "check the permissions of its parent",
+            ) from err
+    return [output / f.name for f in files], created
+
+
+def _check_inputs(
+    files: list[Path], apply_mask: str | os.PathLike[str] | None, max_pixels: int | None
+) -> None:
+    r"""Reads every input's header (and the mask's) before any pixel is decoded: a corrupt,
+    refused or too-large input, or a mask of another size, fails the batch before its work.
+
+    A header this probe cannot read is handed to :func:`load_image`, whose refusal is the
+    message every command gives (from the header too, when that is where the fault is).
+    """
+
+    def sizes(path: str | os.PathLike[str]) -> frozenset[tuple[int, int]]:
+        found = probe_size(path, max_pixels)
+        if found is None:
+            return frozenset({load_image(path, max_pixels=max_pixels).size})
+        return found
+
+    mask_sizes = None if apply_mask is None else sizes(apply_mask)
+    for path in files:
+        image_sizes = sizes(path)
+        if mask_sizes is not None and not image_sizes & mask_sizes:
+            (w, h), (mw, mh) = min(image_sizes), min(mask_sizes)
+            raise UsageError(
+                f"{apply_mask}: mask is {mw}x{mh}, the image {path} is {w}x{h}",
+                "masks must have the image's size",
+            )
+
+
+def _render_all(
+    look: Look,
+    files: list[Path],
+    targets: list[Path],
+    apply_mask: str | os.PathLike[str] | None,
+    settings: FileSettings,
+    profile: ColourProfile | None,
+    force: bool,
+    callback: Callable[[int, int, Path], None] | None,
+) -> tuple[list[str], float, float]:
+    r"""Decodes, renders and saves every image (staged by the caller's
+    :func:`outputs_together`); returns the warnings, megapixels and seconds spent mapping."""
 
     table: ColorTable | None = None
     warnings: list[str] = []
@@ -161,40 +266,40 @@ def apply_map(
     apply_seconds = 0.0
     mask_cache: dict[tuple[int, int], np.ndarray] = {}
     for done, (source, target) in enumerate(zip(files, targets, strict=True), 1):
-        image = load_image(source, max_pixels=max_pixels)
+        image = load_image(source, max_pixels=settings.max_pixels)
         warnings += image.warnings
         mask = None
         if apply_mask is not None:
             if image.size not in mask_cache:
                 mask_cache[image.size] = load_mask(apply_mask, image.size)
             mask = mask_cache[image.size]
-        if (image.bit_depth == 8 or regrain) and table is None:
+        if (image.bit_depth == 8 or look.regrain is not None) and table is None:
             table = ColorTable(look)
         began = time.perf_counter()
-        if regrain:
-            mapped = regrain_image(look, image.rgb, REGRAIN, mask=mask, table=table)
-        else:
-            mapped = apply_look(
-                look, image.rgb, bit_depth=image.bit_depth, mask=mask, table=table, as_uint8=True
-            )
+        mapped = render(
+            look,
+            image.rgb,
+            bit_depth=image.bit_depth,
+            mask=mask,
+            table=table,
+            as_uint8=True,
+            warnings=warnings,
+        )
         apply_seconds += time.perf_counter() - began
         megapixels += image.n_pixels / 1e6
         warnings += save_image(
-            target, mapped, alpha=image.alpha, like=image, quality=quality, overwrite=force
+            target,
+            mapped,
+            alpha=image.alpha,
+            like=image,
+            quality=settings.quality,
+            overwrite=force,
+            profile=profile,
         )
         if callback is not None:
             callback(done, len(files), target)
         del image, mapped
-    return ApplyResult(
-        outputs=targets,
-        map=Path(map_path),
-        strength=look.strength,
-        space=look.space,
-        megapixels=megapixels,
-        seconds=time.perf_counter() - start,
-        apply_seconds=apply_seconds,
-        warnings=list(dict.fromkeys(warnings)),
-    )
+    return warnings, megapixels, apply_seconds
 
 
 def apply_one(
@@ -203,7 +308,7 @@ def apply_one(
     output: str | os.PathLike[str],
     *,
     strength: float | None = None,
-    regrain: bool = True,
+    regrain: bool | None = None,
     force: bool = False,
     quality: int = 95,
 ) -> str:

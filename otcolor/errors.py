@@ -79,5 +79,8 @@ EXIT_CODES: dict[int, str] = {
     4: "the output cannot be written",
     5: "training failed (non-finite loss that a retry did not fix, out of device memory, "
     "or --strict and the learned map fits worse than the Gaussian one)",
+    129: "terminated by SIGHUP (the terminal closed), handled as Ctrl-C; no partial output is left",
     130: "interrupted (Ctrl-C); no partial output is left",
+    143: "terminated by SIGTERM (kill, timeout, a service manager), handled as Ctrl-C; "
+    "no partial output is left",
 }

@@ -194,13 +194,18 @@ class WeightedSlicedW2(nn.Module):
     The directions are the axes and ``rotations - 1`` random rotations of them; the factor
     :math:`D/K` makes one rotation's terms add up to a squared distance in :math:`\mathbb{R}^D`.
     The target side (sorted projections, cumulative weights, prefix sums) is built once, on the
-    CPU in float64: the interval means subtract prefix sums of up to millions of terms.
+    CPU in float64: the interval means subtract prefix sums of up to millions of terms. With
+    ``bins``, each direction's target is first gathered into that many equal-width bins of its
+    projections, each at its mean: the quantile integrals are then exact up to a bin's width
+    (a :math:`2^{-16}` of the range for 65,536 bins), building costs a histogram instead of a
+    sort, and every evaluation searches ``bins`` entries instead of every target colour.
 
     Arguments:
         target: the target atoms, with shape :math:`(M, D)`.
         target_weights: their weights, with shape :math:`(M,)`, summing to one.
         rotations: how many orthonormal bases of directions (the first is the axes).
         generator: draws the random rotations.
+        bins: gather each direction's target into this many bins (``None``: exact).
     """
 
     def __init__(
@@ -209,6 +214,7 @@ class WeightedSlicedW2(nn.Module):
         target_weights: Tensor,
         rotations: int = 8,
         generator: torch.Generator | None = None,
+        bins: int | None = None,
     ) -> None:
         super().__init__()
         d = target.shape[1]
@@ -219,8 +225,12 @@ class WeightedSlicedW2(nn.Module):
         self.theta = torch.cat(bases, 1)  # (D, K), float64 on the CPU
         y = target.detach().cpu().double()
         w = target_weights.detach().cpu().double()
-        values, order = (y @ self.theta).mT.sort(dim=-1)  # (K, M)
-        weights = w[order]
+        projected = (y @ self.theta).mT  # (K, M)
+        if bins is None:
+            values, order = projected.sort(dim=-1)  # (K, M)
+            weights = w[order]
+        else:
+            values, weights = _binned(projected, w, bins)  # (K, B)
         self.values = values
         self.cumulative = weights.cumsum(-1)  # (K, M), inclusive
         self.cumulative[:, -1] = 1.0  # the last quantile ends exactly at one
@@ -285,6 +295,24 @@ class WeightedSlicedW2(nn.Module):
         w = weights.to(mapped)
         scale = mapped.shape[1] / theta.shape[1]
         return scale * ((projected - matched).square() * w).sum()
+
+
+def _binned(projected: Tensor, weights: Tensor, bins: int) -> tuple[Tensor, Tensor]:
+    r"""Each row's weighted values gathered into ``bins`` equal-width bins: the bins' mean values
+    (the centre for an empty bin) and weights, :math:`(K, M) \to (K, B), (K, B)`."""
+
+    k = projected.shape[0]
+    low = projected.min(-1, keepdim=True).values
+    width = (projected.max(-1, keepdim=True).values - low).clamp(min=1e-12) / bins
+    index = ((projected - low) / width).long().clamp_(0, bins - 1)
+    index += torch.arange(k)[:, None] * bins  # one flat histogram for every direction
+    flat = index.reshape(-1)
+    w = weights.expand_as(projected).reshape(-1)
+    mass = torch.bincount(flat, w, k * bins).reshape(k, bins)
+    moment = torch.bincount(flat, w * projected.reshape(-1), k * bins).reshape(k, bins)
+    centres = low + width * (torch.arange(bins, dtype=projected.dtype) + 0.5)
+    values = torch.where(mass > 0, moment / mass.clamp(min=1e-300), centres)
+    return values, mass
 
 
 def ot_assignment(source: Tensor, target: Tensor) -> Tensor:

@@ -24,12 +24,13 @@ from typing import IO
 import numpy as np
 from PIL import Image
 
-from .color import Look, apply_look
 from .errors import UsageError
-from .fit import FitSettings, fit_color_map
-from .io import check_output_path, load_image, write_atomically
+from .fitting import FitSettings
+from .io import LoadedImage, check_output_path, load_image, write_atomically
+from .look import REGRAIN, LookSettings
 from .metrics import amp999, sliced_w2
-from .regrain import REGRAIN, base_colors, regrain
+from .pipeline import fit_look, render, sample_colours, sampling_rng
+from .regrain import base_colors
 
 
 @dataclass
@@ -51,6 +52,9 @@ class PreviewConfig:
             raise UsageError(f"smoothness values must be finite and >= 0, got {self.smoothness}")
         if self.size < 32:
             raise UsageError(f"preview size must be at least 32 pixels, got {self.size}")
+        # The fits' settings, checked now rather than after both images are decoded.
+        for smoothness in self.smoothness:
+            FitSettings(smoothness=float(smoothness), steps=self.steps, seed=self.seed)
 
 
 @dataclass
@@ -148,33 +152,33 @@ def preview(
     warnings = [*src_image.warnings, *tgt_image.warnings]
     src = _shrink(src_image.rgb, config.size)  # (h, w, 3) uint8
     tgt = _shrink(tgt_image.rgb, config.size)
-    if config.regrain:
-        # As transfer: both sides fitted as base layers, the grain kept by the regrain.
-        src_base = base_colors(src, REGRAIN)  # filtered once: every setting regrains with it
-        x = src_base.reshape(-1, 3)
-        y = base_colors(tgt, REGRAIN).reshape(-1, 3)
-    else:
-        x = src.reshape(-1, 3).astype(np.float32) / 255
-        y = tgt.reshape(-1, 3).astype(np.float32) / 255
+    # As transfer fits: every pixel of the preview-size images (base layers for the regrain).
+    look_settings = LookSettings(regrain=REGRAIN if config.regrain else None)
+    grain = look_settings.regrain
+    src_base = None if grain is None else base_colors(src, grain)  # every setting reuses it
+    rng = sampling_rng()
+    samples = {
+        name: sample_colours(
+            LoadedImage(image.astype(np.float32) / 255, path=name),
+            image.shape[0] * image.shape[1],
+            rng,
+            grain,
+            base=base,
+        )
+        for name, image, base in (("source", src, src_base), ("target", tgt, None))
+    }
     target_pixels = tgt.reshape(-1, 3).astype(np.float32) / 255
 
     results: list[np.ndarray] = []
     settings: list[PreviewSetting] = []
     for done, smoothness in enumerate(config.smoothness, 1):
         began = time.perf_counter()
-        fit_config = FitSettings(
-            smoothness=float(smoothness),
-            steps=config.steps,
-            seed=config.seed,
-            device="cpu",
+        fit = FitSettings(
+            smoothness=float(smoothness), steps=config.steps, seed=config.seed, device="cpu"
         )
-        fitted = fit_color_map(x, y, fit_config)
-        warnings += fitted.warnings
-        look = Look(fitted.map, "rgb", 1.0, False, fitted.device)
-        if config.regrain:
-            mapped = regrain(look, src, REGRAIN, base=src_base)
-        else:
-            mapped = apply_look(look, src)
+        made = fit_look(samples["source"], samples["target"], fit, look_settings)
+        warnings += made.warnings
+        mapped = render(made.look, src, base=src_base)
         mapped8 = np.round(np.clip(mapped, 0, 1) * 255).astype(np.uint8)
         rng = np.random.default_rng(config.seed)
         closeness = sliced_w2(

@@ -34,66 +34,18 @@ from __future__ import annotations
 __all__ = ["REGRAIN", "RegrainConfig", "base_colors", "guided_filter", "regrain"]
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .color import ColorTable, Look, apply_look
+from .color import ColorTable, apply_look
 from .errors import UsageError
+from .look import REGRAIN, Look, RegrainConfig
 
 #: Low-resolution rows per band: bounds memory (about 1 kB per low-resolution pixel of width).
 BAND_ROWS = 64
-
-
-@dataclass(frozen=True)
-class RegrainConfig:
-    r"""Settings of the regrain; radii are in full-resolution pixels.
-
-    Arguments:
-        scale: the filters run on the image subsampled by this factor (box means).
-        base_radius: :math:`r_b`, the radius of the base-layer filter.
-        base_eps: :math:`\epsilon_b`: local variance (in :math:`[0,1]^2` units) below which the
-            base layer is flat; :math:`3 \cdot 10^{-3}` is a standard deviation of 14 levels.
-        radius: :math:`r`, the radius of the displacement filter.
-        eps: :math:`\epsilon`: local variance below which the displacement is constant.
-    """
-
-    scale: int = 2
-    base_radius: int = 8
-    base_eps: float = 3e-3
-    radius: int = 4
-    eps: float = 1e-4
-
-    def __post_init__(self) -> None:
-        if self.scale < 1:
-            raise UsageError(f"regrain scale must be at least 1, got {self.scale}")
-        if min(self.base_radius, self.radius) < self.scale:
-            raise UsageError("regrain radii must be at least the scale")
-        if not (self.base_eps > 0 and self.eps > 0):
-            raise UsageError("regrain eps must be positive")
-
-    @property
-    def low_radii(self) -> tuple[int, int]:
-        r"""The two radii in low-resolution pixels."""
-
-        base = max(1, round(self.base_radius / self.scale))
-        return base, max(1, round(self.radius / self.scale))
-
-    @property
-    def halo(self) -> int:
-        r"""Low-resolution rows a band needs on each side: two box stages per filter, plus one
-        for the bilinear upsampling."""
-
-        base, disp = self.low_radii
-        return 2 * (base + disp) + 1
-
-
-#: The default settings, from a prototype sweep on eight photo pairs; the rerunnable figures of
-#: the shipped defaults are in docs/regrain.md (``benchmarks/pixels.py --pure``).
-REGRAIN = RegrainConfig()
 
 
 def _box(x: Tensor, r: int) -> Tensor:
@@ -291,7 +243,7 @@ def regrain(
     Arguments:
         look: the look (its map, space, strength and luminance setting give :math:`T`).
         rgb: the image :math:`I`, :math:`(H, W, 3)`, uint8 or float in :math:`[0, 1]`.
-        config: the filter settings.
+        config: the filter settings (default: the look's, or :data:`~otcolor.look.REGRAIN`).
         mask: where to apply, :math:`(H, W)` in :math:`[0, 1]`: :math:`I + m\,(O - I)`.
         table: a colour table of ``look`` to reuse (video frames); a new one otherwise.
         base: :func:`base_colors` of ``rgb`` with the same ``config``, when the caller has it
@@ -301,7 +253,7 @@ def regrain(
         The output, :math:`(H, W, 3)`, float32 in :math:`[0, 1]`.
     """
 
-    config = config or REGRAIN
+    config = config or look.settings.regrain or REGRAIN
     height, width = rgb.shape[:2]
     if getattr(look.map, "constant", False):  # one output colour: no grain to keep
         bit_depth = 8 if rgb.dtype == np.uint8 else 16

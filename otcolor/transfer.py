@@ -2,12 +2,7 @@ r"""Colour transfer end to end: sample pixels, fit a monotone map, apply it ever
 
 from __future__ import annotations
 
-__all__ = [
-    "TransferConfig",
-    "TransferResult",
-    "sample_base",
-    "transfer",
-]
+__all__ = ["FileSettings", "TransferConfig", "TransferResult", "transfer"]
 
 import os
 import time
@@ -15,50 +10,43 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from .color import SPACES, Look, apply_look, to_space
-from .device import first_line, release_device_memory, resolve_device
-from .errors import OutOfDeviceMemory, TrainingError, UsageError
-from .fit import DEFAULT_SMOOTHNESS, Callback, FitSettings, fit_color_map, sample_pixels
+from .device import resolve_device
+from .errors import UsageError
+from .fitting import Callback, FitSettings
 from .io import (
-    DEFAULT_MAX_PIXELS,
-    LoadedImage,
-    all_finite,
     check_distinct_outputs,
     check_output_path,
     load_image,
     load_mask,
+    outputs_together,
     save_image,
 )
 from .io.lut import check_lut, export_lut
 from .io.mapfile import fingerprint
 from .io.mapfile import save_map as write_map
+from .io.settings import FileSettings
+from .look import LookSettings
 from .metrics import sliced_w2
-from .regrain import REGRAIN, base_colors, regrain
+from .pipeline import fit_look, provenance, render, sample_colours, sample_pixels, sampling_rng
+from .regrain import base_colors
 
 
-@dataclass
-class TransferConfig(FitSettings):
-    r"""Settings of a file-level colour transfer: the fit settings (:class:`FitSettings`, which
-    :func:`~otcolor.fit.fit_color_map` receives as :attr:`fit`) and how files are read and
-    written and the look is applied."""
+@dataclass(frozen=True)
+class TransferConfig:
+    r"""Settings of a file-level colour transfer, by composition: how the map is fitted, the
+    look's settings and how files are read and written."""
 
-    quality: int = 95  # JPEG/WebP quality of the output
-    max_pixels: int | None = DEFAULT_MAX_PIXELS  # refuse larger inputs (decompression bombs)
-    space: str = "rgb"  # fit and apply in "rgb" (sRGB) or "lab" (CIELAB)
-    strength: float = 1.0  # t in x + t (T(x) - x): 0 is the identity, 1 the full map
-    preserve_luminance: bool = False  # keep each pixel's CIELAB lightness
-    regrain: bool = True  # fit on the base layer, keep the grain (otcolor.regrain); off: pure map
+    fit: FitSettings = FitSettings()
+    look: LookSettings = LookSettings()
+    files: FileSettings = FileSettings()
 
     def __post_init__(self) -> None:
-        if self.smoothness is None:
-            self.smoothness = DEFAULT_SMOOTHNESS[self.regrain]
-        super().__post_init__()
-        if self.space not in SPACES:
-            raise UsageError(f"unknown space {self.space!r}", f"choose one of {list(SPACES)}")
-        if not 0.0 <= self.strength <= 1.0:
-            raise UsageError(f"strength must be in [0, 1], got {self.strength}")
+        # Each part validates itself when made; a stand-in object would skip that.
+        for name, kind in (("fit", FitSettings), ("look", LookSettings), ("files", FileSettings)):
+            value = getattr(self, name)
+            if not isinstance(value, kind):
+                raise UsageError(f"{name} must be a {kind.__name__}, got {type(value).__name__}")
 
 
 @dataclass
@@ -105,27 +93,6 @@ def _subsample(
     return flat[picks if eligible is None else eligible[picks]]
 
 
-def sample_base(
-    image: LoadedImage,
-    mask: np.ndarray | None,
-    n: int,
-    rng: np.random.Generator,
-    device: torch.device,
-    base: np.ndarray | None = None,
-) -> np.ndarray:
-    r"""Draws pixels of an image's base layer (:func:`otcolor.regrain.base_colors`, or ``base``
-    when the caller computed it to regrain with later); alpha and the mask are read at the base
-    layer's pixels."""
-
-    scale = REGRAIN.scale
-    base = LoadedImage(
-        base_colors(image.rgb, REGRAIN, device) if base is None else base,
-        alpha=None if image.alpha is None else image.alpha[::scale, ::scale],
-        path=image.path,
-    )
-    return sample_pixels(base, n, rng, mask=None if mask is None else mask[::scale, ::scale])
-
-
 def transfer(
     source: str | os.PathLike[str],
     target: str | os.PathLike[str],
@@ -150,7 +117,7 @@ def transfer(
         source: the image whose colours change.
         target: the image whose colours are wanted.
         output: where to write the result; its extension picks the format.
-        config: the settings.
+        config: the fit, look and file settings.
         force: whether an existing ``output`` may be replaced (an input never is).
         callback: called as ``callback(step, logs)`` after every training step.
         source_mask, target_mask: only pixels where these masks (grey images of each image's
@@ -164,9 +131,14 @@ def transfer(
         OtcolorError: a subclass with the exit code of the failure (see ``otcolor.errors``).
     """
 
-    config = config or TransferConfig()
+    config = TransferConfig() if config is None else config
+    if not isinstance(config, TransferConfig):
+        raise UsageError(f"config must be a TransferConfig, got {type(config).__name__}")
+    fit, look_settings, files = config.fit, config.look, config.files
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
     start = time.perf_counter()
-    resolve_device(config.device)  # fail on an unavailable device before any decoding
+    device = resolve_device(fit.device)  # fail on an unavailable device before any decoding
     # The output is checked before decoding (a 50-megapixel decode takes seconds), and once
     # more for its format's alpha support when the source turns out to have alpha.
     inputs = [p for p in (source, target, source_mask, target_mask, apply_mask) if p is not None]
@@ -177,112 +149,73 @@ def transfer(
             check_output_path(extra, [*inputs, output], force=force, image=False)
     if lut is not None:
         check_lut(lut, None, lut_size)
-    source_image = load_image(source, max_pixels=config.max_pixels)
-    target_image = load_image(target, max_pixels=config.max_pixels)
-    has_alpha = source_image.alpha is not None
-    if has_alpha:
+    profile = files.profile()
+    source_image = load_image(source, max_pixels=files.max_pixels)
+    target_image = load_image(target, max_pixels=files.max_pixels)
+    if source_image.alpha is not None:
         check_output_path(output, inputs, force=force, has_alpha=True)
     warnings = [*source_image.warnings, *target_image.warnings]
 
-    rng = np.random.default_rng(config.seed)
+    rng = sampling_rng()
     masks = {
         "source": None if source_mask is None else load_mask(source_mask, source_image.size),
         "target": None if target_mask is None else load_mask(target_mask, target_image.size),
         "apply": None if apply_mask is None else load_mask(apply_mask, source_image.size),
     }
     # Hashed now, not after the fit: the map must name the masks that were used.
-    mask_prints = {
-        name: fingerprint(path)
-        for name, path in (("source_mask", source_mask), ("target_mask", target_mask))
-        if path is not None and save_map is not None
+    inputs_record = {
+        "source": (source, source_image.size, source_image.sha256),
+        "target": (target, target_image.size, target_image.sha256),
     }
-    if config.regrain:
-        # Both sides are fitted as base layers: the map moves the images' structure colours,
-        # not their grain, and an image onto itself stays the identity (otcolor.regrain).
-        device = resolve_device(config.device)
-        # Kept: the regrain below filters the same base layer again otherwise.
-        source_base = base_colors(source_image.rgb, REGRAIN, device)
-        x = sample_base(source_image, masks["source"], config.samples, rng, device, source_base)
-        y = sample_base(target_image, masks["target"], config.samples, rng, device)
-    else:
-        x = sample_pixels(source_image, config.samples, rng, mask=masks["source"])
-        y = sample_pixels(target_image, config.samples, rng, mask=masks["target"])
-    space = config.space
-    fitted = fit_color_map(to_space(x, space), to_space(y, space), config.fit, callback)
-    warnings += fitted.warnings
-
-    # One route for every consumer (apply, LUTs, video): see otcolor.color.
-    look = Look(fitted.map, space, config.strength, config.preserve_luminance, fitted.device)
-
-    def apply(look: Look) -> np.ndarray:
-        if config.regrain:
-            return regrain(look, source_image.rgb, REGRAIN, mask=masks["apply"], base=source_base)
-        return apply_look(
-            look, source_image.rgb, bit_depth=source_image.bit_depth, mask=masks["apply"]
-        )
-
-    try:
-        mapped = apply(look)
-    except OutOfDeviceMemory as err:  # raised by the apply route, see otcolor.color
-        if str(look.device) == "cpu":
-            raise TrainingError(
-                f"out of memory applying the map ({first_line(err.__cause__ or err)})",
-                "use a smaller image",
-            ) from err
-        # The map is small: the device is full of something else. Finish on the CPU.
-        release_device_memory()
-        warnings.append(
-            f"out of device memory applying the map ({first_line(err.__cause__ or err)}); applied on the CPU"
-        )
-        look = Look(fitted.map.cpu(), space, config.strength, config.preserve_luminance, "cpu")
-        mapped = apply(look)
-    if not all_finite(mapped):
-        raise TrainingError(
-            "the fitted map gives non-finite colours; nothing was written",
-            "try another --seed, --loss or --smoothness",
-        )
-    warnings += save_image(
-        output,
-        mapped,
-        alpha=source_image.alpha,
-        like=source_image,
-        quality=config.quality,
-        overwrite=force,
-    )
     if save_map is not None:
-        fit_settings = {
-            k: getattr(config, k)
-            for k in (
-                "model",
-                "loss",
-                "estimator",
-                "steps",
-                "samples",
-                "smoothness",
-                "init",
-                "seed",
-                "regrain",
-            )
-        }
-        info = {
-            "fit": fit_settings,
-            "source": fingerprint(source, source_image.size, source_image.sha256),
-            "target": fingerprint(target, target_image.size, target_image.sha256),
-        }
-        info.update(mask_prints)
-        write_map(save_map, look, info, overwrite=force)
-    if lut is not None:
-        export_lut(look, lut, lut_size, overwrite=force)
+        for role, path in (("source_mask", source_mask), ("target_mask", target_mask)):
+            if path is not None:
+                inputs_record[role] = (path, None, fingerprint(path)["sha256"])
 
-    if config.regrain:
-        # The fit saw base layers; the summary compares the images themselves.
-        summary_rng = np.random.default_rng(config.seed)
-        x = sample_pixels(source_image, config.samples, summary_rng, mask=masks["source"])
-        y = sample_pixels(target_image, config.samples, summary_rng, mask=masks["target"])
+    grain = look_settings.regrain
+    # Kept: the regrain filters the same base layer again otherwise.
+    source_base = None if grain is None else base_colors(source_image.rgb, grain, device)
+    x = sample_colours(
+        source_image, fit.samples, rng, grain, device, mask=masks["source"], base=source_base
+    )
+    y = sample_colours(target_image, fit.samples, rng, grain, device, mask=masks["target"])
+    made = fit_look(x, y, fit, look_settings, callback, device)
+    warnings += made.warnings
+
+    mapped = render(
+        made.look,
+        source_image.rgb,
+        bit_depth=source_image.bit_depth,
+        mask=masks["apply"],
+        base=source_base,
+        warnings=warnings,
+    )
+    with outputs_together():  # the image, its map and its LUT: all of them, or none
+        warnings += save_image(
+            output,
+            mapped,
+            alpha=source_image.alpha,
+            like=source_image,
+            quality=files.quality,
+            overwrite=force,
+            profile=profile,
+        )
+        if save_map is not None:
+            record = provenance(made.settings, inputs_record)
+            write_map(save_map, made.look, record, overwrite=force)
+        if lut is not None:
+            export_lut(made.look, lut, lut_size, overwrite=force)
+
+    if grain is not None:
+        # The fit saw base layers; the summary compares the images themselves (for a pure look
+        # the fit's samples are those pixels already).
+        summary_rng = sampling_rng()
+        x = sample_pixels(source_image, fit.samples, summary_rng, mask=masks["source"])
+        y = sample_pixels(target_image, fit.samples, summary_rng, mask=masks["target"])
 
     def summary_sw2(a: np.ndarray, alpha: np.ndarray | None = None) -> float:
         # A quick summary, not the benchmark: 64 directions on 16384 pixels take ~0.1 s.
-        rng = np.random.default_rng(config.seed)
+        rng = sampling_rng()
         return sliced_w2(_subsample(a, alpha, 16384, rng), y, rng, n_projections=64, n=16384)
 
     metrics = {
@@ -290,16 +223,16 @@ def transfer(
         "sliced_w2_before": summary_sw2(x),
         "rms_displacement": _rms_distance(mapped, source_image.rgb),
     }
-    losses = fitted.history["loss"]
+    losses = made.fitted.history["loss"]
     return TransferResult(
         output=Path(output),
-        model=config.model,
-        loss=config.loss,
-        device=str(fitted.device),
-        seed=config.seed,
+        model=fit.model,
+        loss=fit.loss,
+        device=str(made.fitted.device),
+        seed=fit.seed,
         steps=len(losses),
         seconds=time.perf_counter() - start,
-        fit_seconds=fitted.seconds,
+        fit_seconds=made.fitted.seconds,
         final_loss=float(np.mean(losses[-20:])) if losses else 0.0,
         metrics=metrics,
         warnings=warnings,

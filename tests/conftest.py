@@ -95,3 +95,19 @@ def target(tmp_path: Path) -> Path:
     path = tmp_path / "target.png"
     Image.fromarray(pixels(12, 14, seed=1)[..., ::-1].copy()).save(path)
     return path
+
+
+@pytest.fixture
+def no_training(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    r"""Records any call to the fitting step: errors that are checkable must come before it."""
+
+    import otcolor.pipeline
+
+    calls: list[object] = []
+
+    def record(*args: object, **kwargs: object) -> None:
+        calls.append(args)
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(otcolor.pipeline, "fit_color_map", record)
+    return calls

@@ -17,6 +17,12 @@ FAST = ["--steps", "3", "--samples", "300", "--device", "cpu"]
 runner = CliRunner()
 
 
+def transfer_args(source: Path, target: Path, output: Path, *extra: str) -> list[str]:
+    r"""``otcolor transfer SOURCE TARGET -o OUTPUT`` with a fast fit, then ``extra``."""
+
+    return ["transfer", str(source), str(target), "-o", str(output), *FAST, *extra]
+
+
 def pixels(h: int, w: int, seed: int = 0) -> np.ndarray:
     r"""A smooth gradient plus noise, (H, W, 3) uint8: photo-like and never symmetric."""
 

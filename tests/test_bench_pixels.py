@@ -58,6 +58,8 @@ def test_the_benchmark_scores_what_transfer_ships(
     images: tuple[Path, Path], tmp_path: Path, regrain: bool
 ) -> None:
     from otcolor.bench.pixels import FIGURE_POINTS
+    from otcolor.fitting import FitSettings
+    from otcolor.look import REGRAIN, LookSettings
     from otcolor.transfer import TransferConfig, transfer
 
     config = PixelsBenchConfig(steps=5, samples=300, device="cpu", baselines=(), regrain=regrain)
@@ -65,13 +67,10 @@ def test_the_benchmark_scores_what_transfer_ships(
     assert "structure" in report.results[0].metrics
     out = tmp_path / "out.png"
     fit = TransferConfig(
-        model="cmgn",
-        loss="sliced",
-        steps=5,
-        samples=300,
-        device="cpu",
-        regrain=regrain,
-        fallback=False,
+        fit=FitSettings(
+            model="cmgn", loss="sliced", steps=5, samples=300, device="cpu", never_worse=False
+        ),
+        look=LookSettings(regrain=REGRAIN if regrain else None),
     )
     transfer(*images, out, fit)
     shipped = np.asarray(Image.open(out), dtype=np.float64).reshape(-1, 3) / 255

@@ -135,14 +135,13 @@ def test_every_truncation_of_a_seed(tmp_path: Path, name: str) -> None:
 
 @pytest.fixture(scope="module")
 def map_bytes(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    from otcolor.color import Look
-    from otcolor.fit import fit_color_map
+    from otcolor.fitting import FitSettings, fit_color_map
     from otcolor.io.mapfile import save_map
-    from otcolor.transfer import TransferConfig
+    from otcolor.look import Look
 
     rng = np.random.default_rng(0)
     x, y = rng.random((300, 3), np.float32), rng.random((300, 3), np.float32) ** 2
-    fitted = fit_color_map(x, y, TransferConfig(steps=3, samples=300, device="cpu"))
+    fitted = fit_color_map(x, y, FitSettings(steps=3, device="cpu"))
     path = tmp_path_factory.mktemp("map") / "look.otmap"
     save_map(path, Look(fitted.map))
     return path.read_bytes()

@@ -25,10 +25,11 @@ from PIL import Image
 
 import otcolor.io.png16
 from otcolor import _entry
-from otcolor.color import Look
 from otcolor.errors import InputError, OtcolorError, OutputError, TrainingError, UsageError
+from otcolor.fitting import FitSettings
 from otcolor.io import LoadedImage, load_image, save_image, write_atomically
 from otcolor.io.mapfile import load_map, save_map
+from otcolor.look import Look
 from otcolor.mnist import classifier
 from otcolor.models import AffineMap, ColorMap
 from otcolor.transfer import TransferConfig, transfer
@@ -92,7 +93,7 @@ def test_a_file_created_during_the_fit_is_kept(tmp_path: Path, source: Path, tar
             source,
             target,
             output,
-            TransferConfig(steps=3, samples=300, device="cpu"),
+            TransferConfig(fit=FitSettings(steps=3, samples=300, device="cpu")),
             callback=competitor,
         )
     assert output.read_bytes() == b"theirs"
@@ -103,7 +104,7 @@ def test_a_file_created_during_the_fit_is_kept(tmp_path: Path, source: Path, tar
         source,
         target,
         output,
-        TransferConfig(steps=3, samples=300, device="cpu"),
+        TransferConfig(fit=FitSettings(steps=3, samples=300, device="cpu")),
         force=True,
         callback=competitor,
     )
@@ -214,7 +215,7 @@ def test_an_input_deleted_during_the_fit(tmp_path: Path, source: Path, target: P
         source,
         target,
         tmp_path / "out.png",
-        TransferConfig(steps=3, samples=300, device="cpu"),
+        TransferConfig(fit=FitSettings(steps=3, samples=300, device="cpu")),
         save_map=saved,
         callback=delete,
     )
@@ -236,7 +237,7 @@ def test_a_mask_deleted_during_the_fit(
         source,
         target,
         tmp_path / "out.png",
-        TransferConfig(steps=3, samples=300, device="cpu"),
+        TransferConfig(fit=FitSettings(steps=3, samples=300, device="cpu")),
         source_mask=mask,
         save_map=saved,
         callback=delete,
@@ -250,7 +251,7 @@ def test_stray_os_errors_get_documented_codes(
     def gone(*args: object, **kwargs: object) -> None:
         raise FileNotFoundError(2, "No such file or directory", "somewhere.png")
 
-    monkeypatch.setattr(otcolor.transfer, "sample_pixels", gone)
+    monkeypatch.setattr(otcolor.transfer, "sample_colours", gone)
     run(
         ["transfer", str(source), str(target), "-o", str(tmp_path / "o.png"), *FAST],
         [source, target],
@@ -261,7 +262,7 @@ def test_stray_os_errors_get_documented_codes(
     def full(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(otcolor.transfer, "sample_pixels", full)
+    monkeypatch.setattr(otcolor.transfer, "sample_colours", full)
     run(
         ["transfer", str(source), str(target), "-o", str(tmp_path / "o.png"), *FAST],
         [source, target],

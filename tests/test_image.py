@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 from PIL import Image, ImageCms
 
 from otcolor.errors import InputError, OutputError, UsageError
-from otcolor.fit import sample_pixels
 from otcolor.io import (
     DEFAULT_MAX_PIXELS,
     LoadedImage,
@@ -21,6 +21,7 @@ from otcolor.io import (
     load_image,
     save_image,
 )
+from otcolor.pipeline import sample_pixels
 
 MAKE, ORIENTATION = 0x010F, 0x0112
 
@@ -151,8 +152,10 @@ def test_sixteen_bit_grey_is_not_clipped(tmp_path: Path) -> None:
     assert save_image(tmp_path / "out.png", image.rgb, like=image) == []
     assert np.array_equal(read_png16(tmp_path / "out.png")[..., 1], values)
 
-    # TIFF cannot take 16-bit RGB through Pillow: 8 bits, and a warning says so.
-    notes = save_image(tmp_path / "out.tif", image.rgb, like=image)
+    # 16-bit TIFF out too (through tifffile), samples exact; BMP holds 8 bits, and says so.
+    assert save_image(tmp_path / "out.tif", image.rgb, like=image) == []
+    assert np.array_equal(tifffile.imread(tmp_path / "out.tif")[0, :, 1], values[0])
+    notes = save_image(tmp_path / "out.bmp", image.rgb, like=image)
     assert len(notes) == 1 and "8-bit" in notes[0]
 
 

@@ -104,3 +104,27 @@ def test_import_otcolor_is_light_and_leaves_the_environment_alone() -> None:
         "assert 'torch' not in sys.modules, 'torch loaded'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+#: The file-level use cases: each runs the pipeline between its files, none runs another.
+USE_CASES = ("otcolor.transfer", "otcolor.apply", "otcolor.video", "otcolor.preview")
+
+
+def test_no_use_case_imports_another() -> None:
+    graph = import_graph()
+    assert {case: graph[case] & set(USE_CASES) for case in USE_CASES} == {
+        case: set() for case in USE_CASES
+    }
+
+
+def test_only_the_pipeline_calls_the_colour_fit() -> None:
+    callers = set()
+    for path in PACKAGE.rglob("*.py"):
+        name = _module(path, PACKAGE)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call):
+                func = node.func
+                called = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+                if called == "fit_color_map":
+                    callers.add(name)
+    assert callers == {"otcolor.pipeline"}

@@ -60,7 +60,7 @@ def test_wgan_critic_warm_up_alone_separates_distributions() -> None:
 def test_colour_wgan_settings_are_loss_arguments() -> None:
     import inspect
 
-    from otcolor.fit import _LOSS_KWARGS, LOSS_SETTINGS
+    from otcolor.fitting.estimators import _LOSS_KWARGS, LOSS_SETTINGS
 
     settings = LOSS_SETTINGS["wgan"]
     kwargs = {key: settings[arg] for arg, key in _LOSS_KWARGS if arg in settings}

@@ -10,7 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from otcolor.cli import app
-from otcolor.color import Look, apply_look
+from otcolor.color import apply_look
 from otcolor.errors import UsageError
 from otcolor.io import load_image
 from otcolor.io.lut import (
@@ -22,6 +22,7 @@ from otcolor.io.lut import (
     read_cube,
 )
 from otcolor.io.mapfile import load_map
+from otcolor.look import Look
 
 runner = CliRunner()
 FAST = ["--steps", "10", "--samples", "2000", "--device", "cpu"]

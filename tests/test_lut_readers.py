@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from otcolor.bench.lutcheck import agreement, apply_ffmpeg, apply_ocio
 from otcolor.cli import app
-from otcolor.color import Look, apply_look
+from otcolor.color import apply_look
 from otcolor.io.lut import (
     check_lut,
     choose_shaper,
@@ -28,6 +28,7 @@ from otcolor.io.lut import (
     write_cube,
 )
 from otcolor.io.shaper import IDENTITY, Shaper
+from otcolor.look import Look
 
 READERS = {"ffmpeg": apply_ffmpeg, "ocio": apply_ocio}
 runner = CliRunner()

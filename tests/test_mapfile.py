@@ -10,10 +10,10 @@ import torch
 from typer.testing import CliRunner
 
 from otcolor.cli import app
-from otcolor.color import Look
 from otcolor.errors import InputError
-from otcolor.fit import COLOR_MODELS
+from otcolor.fitting.colour import COLOR_MODELS
 from otcolor.io.mapfile import FORMAT_VERSION, load_map, save_map
+from otcolor.look import Look, LookSettings
 from otcolor.models import AffineMap, ColorMap, ConstantMap, build_model
 
 COLOURS = np.random.default_rng(0).uniform(0, 1, (3000, 3)).astype(np.float32)
@@ -33,7 +33,7 @@ def _color_map(name: str) -> torch.nn.Module:
 
 @pytest.mark.parametrize("name", ["cmgn", "mmgn", "icnn", "affine", "constant"])
 def test_save_load_round_trip_is_exact(tmp_path: Path, name: str) -> None:
-    look = Look(_color_map(name), "lab", 0.75, True)
+    look = Look(_color_map(name), LookSettings("lab", 0.75, True))
     path = tmp_path / "look.otmap"
     save_map(path, look, {"source": {"name": "a.png"}})
     loaded = load_map(path)

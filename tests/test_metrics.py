@@ -129,3 +129,24 @@ def test_structure_ignores_contrast_and_flags_invented_grain() -> None:
     assert structure(smooth, grainy) < 0.9
     with pytest.raises(ValueError):
         structure(smooth, smooth[:, :10])
+
+
+def test_ciede2000_matches_sharma_wu_dalal() -> None:
+    from otcolor.metrics import ciede2000
+
+    # Pairs 1, 2, 3, 7, 13, 17, 25 and 34 of Sharma, Wu & Dalal (2005), table 1.
+    table = np.array(
+        [
+            [50, 2.6772, -79.7751, 50, 0, -82.7485, 2.0425],
+            [50, 3.1571, -77.2803, 50, 0, -82.7485, 2.8615],
+            [50, 2.8361, -74.0200, 50, 0, -82.7485, 3.4412],
+            [50, 0, 0, 50, -1, 2, 2.3669],
+            [50, 2.49, -0.001, 50, -2.49, 0.0009, 7.1792],
+            [50, 2.5, 0, 73, 25, -18, 27.1492],
+            [60.2574, -34.0099, 36.2677, 60.4626, -34.1751, 39.4387, 1.2644],
+            [2.0776, 0.0795, -1.1350, 0.9033, -0.0636, -0.5514, 0.9082],
+        ]
+    )
+    assert np.allclose(ciede2000(table[:, :3], table[:, 3:6]), table[:, 6], atol=1e-4)
+    assert np.allclose(ciede2000(table[:, 3:6], table[:, :3]), table[:, 6], atol=1e-4)
+    assert ciede2000(table[0, :3], table[0, :3]) == 0

@@ -5,6 +5,7 @@ improve on its start on a small clustered problem)."""
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from otcolor.mnist.autoencoder import (
     load_or_train_autoencoder,
     train_autoencoder,
 )
+from otcolor.mnist.classifier import ClassifierConfig, load_or_train_classifier
 from otcolor.mnist.latent import (
     GENERATOR_MODELS,
     AutoencoderCodec,
@@ -104,6 +106,25 @@ def test_autoencoder_cache_is_checked_by_its_checksum(tmp_path: Path) -> None:
     # Other data (fingerprint) or settings never reuse it.
     _, trained = load_or_train_autoencoder(data, "xyz", tmp_path, TINY)
     assert trained
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_in_the_cache_is_retrained_over_without_blocking(tmp_path: Path) -> None:
+    # A FIFO with no writer where a cache file should be: a blocking read would hang here.
+    data, labels = _digits(64, 2), torch.arange(64) % 10
+    small = ClassifierConfig(epochs=1)
+    load_or_train_autoencoder(data, "abc", tmp_path, TINY)
+    load_or_train_classifier(data, labels, "abc", tmp_path, small)
+    caches = sorted(tmp_path.glob("mnist-*-abc-*.pt"))
+    assert len(caches) == 2
+    for cache in caches:
+        cache.unlink()
+        os.mkfifo(cache)
+    _, trained = load_or_train_autoencoder(data, "abc", tmp_path, TINY)
+    assert trained
+    _, trained = load_or_train_classifier(data, labels, "abc", tmp_path, small)
+    assert trained
+    assert all(cache.is_file() for cache in caches)  # replaced by regular files
 
 
 def test_unwritable_autoencoder_cache_warns_and_still_runs(tmp_path: Path) -> None:

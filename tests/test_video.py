@@ -179,12 +179,18 @@ def test_video_regrain_fits_base_layers_and_maps_each_frame(
     assert json.loads(result.stdout)["frames"] == 15
     from otcolor.io.mapfile import load_map
 
-    fit = load_map(look).metadata["fit"]
-    assert fit["regrain"] is True and fit["smoothness"] == 0.3
+    saved = load_map(look)
+    assert saved.look.regrain is not None and saved.metadata["fit"]["smoothness"] == 0.3
+    assert saved.metadata["fit"]["estimator"] == "full"  # the provenance video records
     before, after = _frames(source), _frames(output)
     assert after.shape == before.shape
     assert after[..., 0].mean() > before[..., 0].mean() + 10
+    again = tmp_path / "again.mp4"  # the map holds the look: regrained, with no flag repeated
+    result = runner.invoke(app, ["video", str(source), "--map", str(look), "-o", str(again)])
+    assert result.exit_code == 0, result.stderr
+    assert np.array_equal(_frames(again), after)
     pure = tmp_path / "pure.mp4"
-    result = runner.invoke(app, ["video", str(source), "--map", str(look), "-o", str(pure)])
+    args = ["video", str(source), "--map", str(look), "-o", str(pure), "--no-regrain"]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.stderr
     assert not np.array_equal(_frames(pure), after)  # the regrain is spatial, not the table

@@ -7,8 +7,11 @@ __all__ = [
     "BENCH_MODELS",
     "BenchReport",
     "BenchResult",
+    "MIN_BENCH_PIXELS",
     "Progress",
+    "check_bench_image",
     "check_out_dir",
+    "remove_created",
     "expand",
     "machine_info",
     "write_json_atomic",
@@ -26,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import OutputError, UsageError
+from ..errors import InputError, OutputError, UsageError
 from ..io import write_atomically
 from ..losses import LOSSES
 from ..models import MODELS
@@ -148,8 +151,36 @@ def machine_info(device: torch.device | str) -> dict[str, Any]:
     }
 
 
-def check_out_dir(out: str | os.PathLike[str] | None, names: Iterable[str], force: bool) -> None:
-    r"""Checks, before any work, that ``out`` can receive the files ``names``.
+#: The fewest pixels a benchmark image may have: the scores compare samples of each image (the
+#: target's noise floor is the distance between two disjoint samples of it, the baselines
+#: estimate covariances), which a single pixel cannot give.
+MIN_BENCH_PIXELS = 2
+
+
+def check_bench_image(name: object, shape: tuple[int, ...]) -> None:
+    r"""Refuses an image too small to be scored, before any fit.
+
+    Raises:
+        InputError: fewer than :data:`MIN_BENCH_PIXELS` pixels (exit code 3).
+    """
+
+    height, width = shape[0], shape[1]
+    if height * width < MIN_BENCH_PIXELS:
+        raise InputError(
+            f"{name}: a {width}x{height} image is too small for a benchmark, which compares "
+            f"samples of each image (at least {MIN_BENCH_PIXELS} pixels)",
+            "use 'otcolor transfer' or 'otcolor preview' for a single colour",
+        )
+
+
+def check_out_dir(
+    out: str | os.PathLike[str] | None, names: Iterable[str], force: bool
+) -> list[Path]:
+    r"""Checks, before any work, that ``out`` can receive the files ``names``, creating it.
+
+    Returns:
+        The folders created here, outermost first: a run that fails removes them again
+        (:func:`remove_created`), so that it leaves no empty ``--out`` behind.
 
     Raises:
         UsageError: a file to write exists and ``force`` is false, or ``out`` is a file.
@@ -157,7 +188,7 @@ def check_out_dir(out: str | os.PathLike[str] | None, names: Iterable[str], forc
     """
 
     if out is None:
-        return
+        return []
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} exists and is not a folder", "pass a folder")
@@ -167,12 +198,25 @@ def check_out_dir(out: str | os.PathLike[str] | None, names: Iterable[str], forc
             raise UsageError(
                 f"{out / clash[0]} exists", "pass --force to replace it or choose another --out"
             )
+    missing = [folder for folder in (out, *out.parents) if not folder.exists()][::-1]
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
+        remove_created(missing)
         raise OutputError(f"cannot create {out}: {err.strerror}", "check the path") from err
     if not os.access(out, os.W_OK):
         raise OutputError(f"{out} is not writable", "choose another --out")
+    return missing
+
+
+def remove_created(folders: Sequence[Path]) -> None:
+    r"""Removes folders a failed run created (innermost first), each only if still empty."""
+
+    for folder in reversed(folders):
+        try:
+            folder.rmdir()
+        except OSError:
+            return  # not empty (someone else's files) or gone: leave it and those above
 
 
 def write_text_atomic(path: Path, text: str, overwrite: bool = True) -> None:

@@ -29,12 +29,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..device import resolve_device
 from ..errors import UsageError
+from ..fitting.colour import MAX_STEPS
+from ..fitting.trainers import AdamConfig, train_adam
 from ..gaussian import bures_map, gaussian_w2, moments
 from ..losses import SlicedW2, build_loss
 from ..models import build_model
 from ..nn import sqrtm_psd
-from ..train import FitConfig, fit, resolve_device
 from .common import (
     BenchReport,
     BenchResult,
@@ -48,8 +50,8 @@ from .common import (
 #: Largest dimension accepted (the issue's range; larger works but is not tuned).
 MAX_DIM = 256
 
-#: Per-loss training settings (Adam through :func:`otcolor.train.fit`), tuned so that the nine
-#: model × loss runs at D = 2 take well under five minutes on two CPU cores.
+#: Per-loss training settings (Adam through :func:`otcolor.fitting.trainers.train_adam`), tuned
+#: so that the nine model × loss runs at D = 2 take well under five minutes on two CPU cores.
 GAUSSIAN_SETTINGS: dict[str, dict[str, Any]] = {
     "kl": {"steps": 400, "lr": 2e-2, "batch_size": 2048},
     "sliced": {"steps": 600, "lr": 3e-2, "batch_size": 1024, "projections": 64},
@@ -214,8 +216,8 @@ class GaussianBenchConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.dim <= MAX_DIM:
             raise UsageError(f"--dim must be between 1 and {MAX_DIM}, got {self.dim}")
-        if self.steps is not None and self.steps < 1:
-            raise UsageError(f"--steps must be at least 1, got {self.steps}")
+        if self.steps is not None and not 1 <= self.steps <= MAX_STEPS:
+            raise UsageError(f"--steps must be in [1, {MAX_STEPS:,}], got {self.steps}")
         if self.train_samples <= self.dim or self.eval_samples <= self.dim:
             raise UsageError("need more samples than dimensions")
 
@@ -279,14 +281,14 @@ def _run_one(
             info = f"loss {logs['loss']:.3g}" + (f" l2_uvp {curve[-1][1]:.3g}%" if curve else "")
             progress(label, step, settings["steps"], info)
 
-    fit_config = FitConfig(
+    fit_config = AdamConfig(
         steps=settings["steps"],
         batch_size=settings["batch_size"],
         lr=settings["lr"],
         seed=config.seed,
     )
     start = time.perf_counter()
-    fit(model, loss, source.to(device), target.to(device), fit_config, callback)
+    train_adam(model, loss, source.to(device), target.to(device), fit_config, callback)
     seconds = time.perf_counter() - start - eval_seconds
 
     with torch.no_grad():

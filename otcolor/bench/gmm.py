@@ -23,14 +23,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..device import resolve_device
 from ..errors import UsageError
+from ..fitting.colour import MAX_STEPS
+from ..fitting.trainers import AdamConfig, train_adam
 from ..gaussian import bures_map, moments
 from ..losses import SlicedW2, build_loss
 
 # The exact W2^2 solver the pixel metrics use (POT's network simplex, imported lazily there).
 from ..metrics import emd2
 from ..models import AffineMap, build_model
-from ..train import FitConfig, fit, resolve_device
 from .common import (
     BenchReport,
     BenchResult,
@@ -41,7 +43,7 @@ from .common import (
     warm_up,
 )
 
-#: Per-loss training settings (Adam through :func:`otcolor.train.fit`, cosine schedule). The
+#: Per-loss training settings (Adam through :func:`otcolor.fitting.trainers.train_adam`, cosine schedule). The
 #: sliced loss needs the long, fast run: the map has to grow a sharp ridge inside each source
 #: component to split it between two target components, and 1500 steps at 1e-2 stopped short
 #: of it (C-MGN w2_ratio 1.67 → 1.28 at seed 0; ~20-30 s a row on one core).
@@ -110,8 +112,8 @@ class GMMBenchConfig:
     init_scale: float = 0.5  # nonlinear Jacobian at the start, relative to the identity's
 
     def __post_init__(self) -> None:
-        if self.steps is not None and self.steps < 1:
-            raise UsageError(f"--steps must be at least 1, got {self.steps}")
+        if self.steps is not None and not 1 <= self.steps <= MAX_STEPS:
+            raise UsageError(f"--steps must be in [1, {MAX_STEPS:,}], got {self.steps}")
         if not self.std > 0:
             raise UsageError(f"the component std must be positive, got {self.std}")
 
@@ -213,11 +215,11 @@ def run_gmm(
                 if progress is not None:
                     progress(label, step, steps, f"loss {logs['loss']:.3g}")
 
-            fit_config = FitConfig(
+            fit_config = AdamConfig(
                 steps=steps, batch_size=settings["batch_size"], lr=settings["lr"], seed=config.seed
             )
             start = time.perf_counter()
-            fit(model, loss, source.to(device), target.to(device), fit_config, callback)
+            train_adam(model, loss, source.to(device), target.to(device), fit_config, callback)
             seconds = time.perf_counter() - start
             with torch.no_grad():
                 mapped = model(probe.to(device)).cpu().numpy()

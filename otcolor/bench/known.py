@@ -38,9 +38,19 @@ from ..baselines import BASELINES
 from ..data import image_path
 from ..device import resolve_device
 from ..errors import InputError, UsageError
+from ..fitting import FitSettings
+from ..fitting.colour import MAX_STEPS
 from ..io import load_image
+from ..look import LookSettings
 from ..transfer import TransferConfig, transfer
-from .common import BenchReport, BenchResult, Progress, expand_models, machine_info
+from .common import (
+    BenchReport,
+    BenchResult,
+    Progress,
+    check_bench_image,
+    expand_models,
+    machine_info,
+)
 from .maps import FAMILIES, draw_map
 
 #: Photos by short name (paths relative to the checkout). ``skimage:NAME`` names a photo of
@@ -92,6 +102,7 @@ def load_photo(name: str) -> np.ndarray:
     else:
         path = Path(name)
     rgb = load_image(path).rgb
+    check_bench_image(name, rgb.shape)
     return np.round(rgb * 255.0).astype(np.uint8)
 
 
@@ -161,8 +172,8 @@ class KnownBenchConfig:
             raise UsageError(
                 f"unknown baseline {unknown[0]!r}", f"choose from {[*BASELINES, 'hm-mkl-hm']}"
             )
-        if self.steps is not None and self.steps < 1:
-            raise UsageError(f"--steps must be at least 1, got {self.steps}")
+        if self.steps is not None and not 1 <= self.steps <= MAX_STEPS:
+            raise UsageError(f"--steps must be in [1, {MAX_STEPS:,}], got {self.steps}")
         if not self.photos:
             raise UsageError("no photo to build pairs from")
 
@@ -200,24 +211,15 @@ def run_known(
     model_names = expand_models(models)
     device = resolve_device(config.device)
     photos = {name: load_photo(name) for name in config.photos}  # fail before any fit
-    methods: list[tuple[str, TransferConfig]] = [
-        (
-            m,
-            TransferConfig(
-                model=m, steps=config.steps, device=str(device), seed=config.seed, regrain=False
-            ),
-        )
-        for m in model_names
-    ]
+    pure = LookSettings(regrain=None)  # a known map is a colour map: the pure route
+
+    def method(**fit: Any) -> TransferConfig:
+        settings = FitSettings(steps=config.steps, device=str(device), seed=config.seed, **fit)
+        return TransferConfig(fit=settings, look=pure)
+
+    methods = [(m, method(model=m)) for m in model_names]
     if config.plan and "cmgn" in model_names:
-        plan = TransferConfig(
-            estimator="plan",
-            steps=config.steps,
-            device=str(device),
-            seed=config.seed,
-            regrain=False,
-        )
-        methods.append(("cmgn-plan", plan))
+        methods.append(("cmgn-plan", method(estimator="plan")))
     baselines = [(b, _baseline(b)) for b in config.baselines]
     skipped = [b for b, fn in baselines if fn is None]
     total = len(photos) * len(config.families)

@@ -1,7 +1,7 @@
 r"""Pixel benchmark: the seed's day → sunset colour-distribution experiment, with baselines.
 
-Every model × loss is fitted by the colour pipeline (:func:`otcolor.fit.fit_color_map`),
-applied to every pixel, rounded to 8 bits (what a saved PNG holds) and scored with
+Every model × loss is fitted and applied by the colour pipeline (:mod:`otcolor.pipeline`),
+rounded to 8 bits (what a saved PNG holds) and scored with
 :func:`otcolor.metrics.evaluate_transfer`; the closed-form MKL map and POT's EMD transfer
 (:mod:`otcolor.baselines`) are scored the same way in the same run. The helpers shared with
 the multi-pair command-line sweep ``benchmarks/pixels.py`` (pairs, image IO, the Markdown
@@ -33,19 +33,21 @@ from typing import Any
 import numpy as np
 
 from ..baselines import BASELINES
-from ..color import Look, apply_look
 from ..data import image_path
 from ..device import resolve_device
 from ..errors import UsageError
-from ..fit import fit_color_map, sample_pixels
+from ..fitting import FitSettings
+from ..fitting.colour import MAX_STEPS
 from ..io import load_image
+from ..look import REGRAIN, LookSettings
 from ..metrics import evaluate_transfer, quantize
-from ..regrain import REGRAIN, base_colors, regrain
-from ..transfer import TransferConfig, sample_base
+from ..pipeline import fit_look, render, sample_colours, sampling_rng
+from ..regrain import base_colors
 from .common import (
     BenchReport,
     BenchResult,
     Progress,
+    check_bench_image,
     expand_losses,
     expand_models,
     machine_info,
@@ -122,12 +124,12 @@ class PixelsBenchConfig:
     device: str = "auto"
     samples: int = 50_000  # pixels drawn from each image for fitting
     baselines: tuple[str, ...] = PIXEL_BASELINES
-    fallback: bool = False  # off: score what each model learned, not the Gaussian fallback
+    never_worse: bool = False  # off: score what each model learned, with no restart
     regrain: bool = True  # as `otcolor transfer`: fit base layers, regrain; off: the pure map
 
     def __post_init__(self) -> None:
-        if self.steps is not None and self.steps < 1:
-            raise UsageError(f"--steps must be at least 1, got {self.steps}")
+        if self.steps is not None and not 1 <= self.steps <= MAX_STEPS:
+            raise UsageError(f"--steps must be in [1, {MAX_STEPS:,}], got {self.steps}")
         unknown = [b for b in self.baselines if b not in BASELINES]
         if unknown:
             raise UsageError(
@@ -163,15 +165,15 @@ def run_pixels(
     if source is None or target is None:
         source, target = resolve_pair("ocean")
     src_image, tgt_image = load_image(source), load_image(target)
+    check_bench_image(source, src_image.rgb.shape)
+    check_bench_image(target, tgt_image.rgb.shape)
     src, tgt = src_image.rgb.astype(np.float64), tgt_image.rgb.astype(np.float64)
-    rng = np.random.default_rng(config.seed)
-    if config.regrain:  # what `otcolor transfer` ships (otcolor.regrain)
-        src_base = base_colors(src_image.rgb, REGRAIN, device)  # once: every model regrains
-        x = sample_base(src_image, None, config.samples, rng, device, src_base)
-        y = sample_base(tgt_image, None, config.samples, rng, device)
-    else:
-        x = sample_pixels(src_image, config.samples, rng)
-        y = sample_pixels(tgt_image, config.samples, rng)
+    rng = sampling_rng()
+    look = LookSettings(regrain=REGRAIN if config.regrain else None)  # as `otcolor transfer`
+    grain = look.regrain
+    src_base = None if grain is None else base_colors(src_image.rgb, grain, device)  # once
+    x = sample_colours(src_image, config.samples, rng, grain, device, base=src_base)
+    y = sample_colours(tgt_image, config.samples, rng, grain, device)
     # A fixed set of source pixels, followed through every map, and target pixels: figures only.
     figure_rng = np.random.default_rng(config.seed + 1)
     picks = figure_rng.choice(src.shape[0] * src.shape[1], FIGURE_POINTS)
@@ -184,17 +186,16 @@ def run_pixels(
     results: list[BenchResult] = []
     for loss_name in loss_names:
         for model_name in model_names:
-            transfer_config = TransferConfig(
+            fit = FitSettings(
                 model=model_name,
                 loss=loss_name,
                 steps=config.steps,
                 samples=config.samples,
                 device=str(device),
                 seed=config.seed,
-                fallback=config.fallback,
-                regrain=config.regrain,
+                never_worse=config.never_worse,
             )
-            label, total = f"{model_name}/{loss_name}", transfer_config.total_steps
+            label, total = f"{model_name}/{loss_name}", fit.total_steps
 
             def callback(
                 step: int, logs: dict[str, float], label: str = label, total: int = total
@@ -202,27 +203,20 @@ def run_pixels(
                 if progress is not None:
                     progress(label, step, total, f"loss {logs['loss']:.3g}")
 
-            fitted = fit_color_map(x, y, transfer_config, callback)
-            if config.regrain:
-                look = Look(fitted.map, "rgb", 1.0, False, fitted.device)
-                out = regrain(look, src_image.rgb, REGRAIN, base=src_base)
-            else:
-                out = apply_look(
-                    Look(fitted.map, device=fitted.device),
-                    src_image.rgb,
-                    bit_depth=src_image.bit_depth,
-                )
+            made = fit_look(x, y, fit, look, callback, device)
+            out = render(made.look, src_image.rgb, bit_depth=src_image.bit_depth, base=src_base)
             mapped_points[(model_name, loss_name)] = quantize(out).reshape(-1, 3)[picks]
             settings = {
-                "steps": transfer_config.total_steps,
-                "init": transfer_config.init,
-                "smoothness": transfer_config.smoothness,
-                "fallback": config.fallback,
-                "warnings": fitted.warnings,
-                **fitted.scores,
+                "steps": made.settings.total_steps,
+                "init": made.settings.init,
+                "smoothness": made.settings.smoothness,
+                "never_worse": config.never_worse,
+                "warnings": made.warnings,
+                **made.fitted.scores,
             }
             metrics = score_output(src, out, tgt, config.seed)
-            results.append(BenchResult(model_name, loss_name, fitted.seconds, metrics, settings))
+            seconds = made.fitted.seconds
+            results.append(BenchResult(model_name, loss_name, seconds, metrics, settings))
 
     baselines: list[BenchResult] = []
     for name in config.baselines:

@@ -45,7 +45,12 @@ from typer.core import TyperCommand, TyperGroup
 
 from .. import __version__
 from ..errors import EXIT_CODES, OtcolorError
-from ..interrupts import INTERRUPTED, ignore_further_interrupts
+from ..interrupts import (
+    exit_code,
+    ignore_further_interrupts,
+    message,
+    terminations_as_interrupts,
+)
 from ..serial import json_safe
 
 # Click's exceptions (usage errors, bad parameters) carry their own exit code and message.
@@ -84,15 +89,29 @@ class Group(TyperGroup):
 
     A bare ``otcolor`` (or ``otcolor bench``) prints the help on stdout and exits **2**, not
     Typer's 0 for a group: no command ran, and a script that forgot its subcommand should fail.
+    SIGTERM and SIGHUP are handled like Ctrl-C while a command runs
+    (:func:`otcolor.interrupts.terminations_as_interrupts`).
     """
 
     def get_params(self, ctx: Any) -> list[Any]:
         return _flags_read_as_flags(super().get_params(ctx))
 
+    def make_context(self, info_name: str | None, args: list[str], **extra: Any) -> Any:
+        # The root's own options (an unknown one, OTCOLOR_DEBUG=maybe) are parsed here, before
+        # invoke: Typer would draw its error in a multi-line panel.
+        try:
+            return super().make_context(info_name, args, **extra)
+        except _CLICK_ERRORS as err:
+            if type(err).__name__ == "NoArgsIsHelpError":
+                raise
+            _print_click_error(err)
+            raise typer.Exit(err.exit_code) from None
+
     def invoke(self, ctx: Any) -> Any:
         debug = bool(ctx.params.get("debug"))
         try:
-            return super().invoke(ctx)
+            with terminations_as_interrupts():
+                return super().invoke(ctx)
         except (typer.Exit, typer.Abort):
             raise
         except _CLICK_ERRORS as err:
@@ -100,21 +119,18 @@ class Group(TyperGroup):
             # grep-able line for every anticipated failure. Help requests stay as they are.
             if debug or type(err).__name__ == "NoArgsIsHelpError":
                 raise
-            context = getattr(err, "ctx", None)
-            command = context.command_path if context is not None else "otcolor"
-            hint = f" (see '{command} --help')"
-            print_error(" ".join(err.format_message().split()) + hint)
+            _print_click_error(err)
             raise typer.Exit(err.exit_code) from None
         except OtcolorError as err:
             if debug:
                 raise
             print_error(str(err))
             raise typer.Exit(err.exit_code) from None
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM/SIGHUP (Terminated)
             # Outputs are written atomically, so an interrupt leaves no partial file.
             ignore_further_interrupts()
-            print_error(INTERRUPTED)
-            raise typer.Exit(130) from None
+            print_error(message(err))
+            raise typer.Exit(exit_code(err)) from None
         except OSError as err:
             # A file system failure that no check anticipated (a file deleted or made
             # unreadable mid-run, a full disk): still a documented code, not "a bug".
@@ -134,6 +150,15 @@ class Group(TyperGroup):
                 f"internal error: {type(err).__name__}: {text} (rerun as 'otcolor --debug ...' and report it)"
             )
             raise typer.Exit(1) from None
+
+
+def _print_click_error(err: Exception) -> None:
+    r"""A Click usage error (bad option, bad value, missing argument) as one line."""
+
+    context = getattr(err, "ctx", None)
+    command = context.command_path if context is not None else "otcolor"
+    hint = f" (see '{command} --help')"
+    print_error(" ".join(err.format_message().split()) + hint)  # type: ignore[attr-defined]
 
 
 EPILOG = "[bold]Exit codes[/]\n\n" + "\n".join(

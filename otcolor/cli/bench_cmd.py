@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from ..fitting.colour import MAX_STEPS
 from ._app import (
     EPILOG,
     MAX_SEED,
@@ -45,7 +46,9 @@ app.add_typer(bench_app, name="bench")
 ModelOption = Annotated[BenchModel, typer.Option("--model", help="Map architecture, or all.")]
 StepsOption = Annotated[
     int | None,
-    typer.Option(min=1, help="Training steps (default: tuned per loss).", show_default=False),
+    typer.Option(
+        min=1, max=MAX_STEPS, help="Training steps (default: tuned per loss).", show_default=False
+    ),
 ]
 SeedOption = Annotated[
     int, typer.Option(min=0, max=MAX_SEED, help="Random seed (problem, data, training).")
@@ -75,27 +78,38 @@ def _run(
 ) -> None:
     r"""Checks ``--out``, runs ``call(progress)`` under a progress bar, saves and renders."""
 
-    from ..bench.common import check_out_dir
+    from ..bench.common import check_out_dir, remove_created
     from ..bench.files import planned_files, save_report
     from ..bench.plots import require_matplotlib
+    from ..io import outputs_together
 
+    created: list[Path] = []
     if out is not None:
         require_matplotlib()  # fail before training, not after
-        check_out_dir(out, planned_files(prefix, losses, baselines), force)
+        created = check_out_dir(out, planned_files(prefix, losses, baselines), force)
 
-    progress = make_progress(benchmark, console=stderr_console(), disable=json_output or quiet)
-    with progress:
-        task = progress.add_task(benchmark, total=1, info="")
+    try:
+        progress = make_progress(benchmark, console=stderr_console(), disable=json_output or quiet)
+        with progress:
+            task = progress.add_task(benchmark, total=1, info="")
 
-        def report_step(label: str, step: int, total: int, info: str) -> None:
-            progress.update(
-                task, completed=step, total=total, info=escape(f"{label} {info}"), refresh=False
-            )
+            def report_step(label: str, step: int, total: int, info: str) -> None:
+                progress.update(
+                    task,
+                    completed=step,
+                    total=total,
+                    info=escape(f"{label} {info}"),
+                    refresh=False,
+                )
 
-        report = call(report_step)  # type: ignore[operator]
+            report = call(report_step)  # type: ignore[operator]
 
-    if out is not None:
-        save_report(report, out, prefix, overwrite=force)
+        if out is not None:
+            with outputs_together():  # the tables and figures of one run, or none
+                save_report(report, out, prefix, overwrite=force)
+    except BaseException:
+        remove_created(created)  # a failed run leaves no empty --out behind
+        raise
     if json_output:
         payload = report.to_json()
         payload["versions"] = versions()

@@ -9,10 +9,13 @@ import typer
 from rich.markup import escape
 
 from .. import apply as apply_lib
-from .. import transfer as transfer_lib
 from .. import video as video_lib
+from ..fitting import FitSettings
+from ..fitting.colour import MAX_STEPS
+from ..io import DEFAULT_MAX_PIXELS, mapfile
 from ..io import lut as lut_lib
-from ..io import mapfile
+from ..look import REGRAIN
+from ..pipeline import override
 from ._app import (
     EPILOG,
     MAX_SEED,
@@ -36,14 +39,26 @@ from .options import (
     LutFormat,
     LutMethod,
     ModelName,
+    OutputProfileOption,
     QuietOption,
-    RegrainOption,
     SaveMapOption,
     SpaceName,
     SpaceOption,
 )
 
-_DEFAULTS = transfer_lib.TransferConfig()
+_FIT = FitSettings()
+
+#: --regrain/--no-regrain where a map file holds the look: unset, the map's choice stands.
+MapRegrainOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--regrain/--no-regrain",
+        help="Override the map's choice: regrain (spatial: grain kept) or the pure colour map. "
+        "Default: as the map was made by transfer.",
+        show_default=False,
+        rich_help_panel=LOOK_PANEL,
+    ),
+]
 
 
 @app.command(cls=Command, epilog=EPILOG)
@@ -72,7 +87,7 @@ def apply(
             rich_help_panel=LOOK_PANEL,
         ),
     ] = None,
-    regrain: RegrainOption = True,
+    regrain: MapRegrainOption = None,
     apply_mask: Annotated[
         Path | None,
         typer.Option(
@@ -85,12 +100,13 @@ def apply(
     quality: Annotated[int, typer.Option(min=1, max=100, help="JPEG/WebP quality.")] = 95,
     max_pixels: Annotated[
         int | None, typer.Option(min=1, help="Largest accepted input, in pixels.")
-    ] = _DEFAULTS.max_pixels,
+    ] = DEFAULT_MAX_PIXELS,
+    output_profile: OutputProfileOption = "source",
     json_output: JsonOption = False,
     force: ForceOption = False,
     quiet: QuietOption = False,
 ) -> None:
-    r"""Apply a saved map to images: exactly what transfer wrote for its source, on the CPU."""
+    r"""Apply a saved look to images: exactly what transfer wrote for its source, on the CPU."""
 
     progress = make_progress("applying", console=stderr_console(), disable=json_output or quiet)
     with progress:
@@ -109,6 +125,7 @@ def apply(
             force=force,
             quality=quality,
             max_pixels=max_pixels,
+            output_profile=output_profile,
             callback=callback,
         )
     if json_output:
@@ -180,8 +197,9 @@ def lut(
 
     check_output_path(output, [map_file], force=force, image=False)
     format_name, size = lut_lib.check_lut(output, fmt.value if fmt else None, size)
-    look = mapfile.load_map(map_file).look.with_strength(strength)
+    look = override(mapfile.load_map(map_file).look, strength=strength)
     lut_lib.export_lut(look, output, size, format_name, method.value, overwrite=force)
+    warnings = [lut_lib.LUT_REGRAIN_NOTE] if look.regrain is not None else []
     if json_output:
         payload = {
             "output": str(output),
@@ -190,11 +208,13 @@ def lut(
             "method": method.value,
             "strength": look.strength,
             "space": look.space,
+            "warnings": warnings,
             "versions": versions(),
         }
         emit_json(payload)
         return
     typer.echo(f"{format_name} LUT, {size} points per axis -> {output}")
+    print_warnings(warnings)
 
 
 @app.command(cls=Command, epilog=EPILOG)
@@ -217,18 +237,20 @@ def video(
         typer.Option("--map", exists=True, dir_okay=False, help="Apply this saved map instead."),
     ] = None,
     fit_frames: Annotated[
-        int, typer.Option(min=1, help="Frames, spread over the clip, sampled for the fit.")
+        int,
+        typer.Option(
+            min=1,
+            max=video_lib.MAX_FIT_FRAMES,
+            help="Frames, spread over the clip, sampled for the fit.",
+        ),
     ] = 16,
-    model: Annotated[ModelName, typer.Option(rich_help_panel="Model")] = ModelName(
-        _DEFAULTS.model
-    ),
-    loss: Annotated[LossName, typer.Option(rich_help_panel="Model")] = LossName(_DEFAULTS.loss),
+    model: Annotated[ModelName, typer.Option(rich_help_panel="Model")] = ModelName(_FIT.model),
+    loss: Annotated[LossName, typer.Option(rich_help_panel="Model")] = LossName(_FIT.loss),
     steps: Annotated[
-        int | None, typer.Option(min=1, show_default=False, rich_help_panel="Model")
+        int | None,
+        typer.Option(min=1, max=MAX_STEPS, show_default=False, rich_help_panel="Model"),
     ] = None,
-    samples: Annotated[
-        int, typer.Option(min=MIN_SAMPLES, rich_help_panel="Model")
-    ] = _DEFAULTS.samples,
+    samples: Annotated[int, typer.Option(min=MIN_SAMPLES, rich_help_panel="Model")] = _FIT.samples,
     smoothness: Annotated[
         float | None,
         typer.Option(
@@ -240,19 +262,17 @@ def video(
         ),
     ] = None,
     regrain: Annotated[
-        bool,
+        bool | None,
         typer.Option(
             "--regrain/--no-regrain",
             help="Regrain every frame (less temporal grain and flicker on noisy footage, "
-            "about 50x slower per frame); default: the pure map, one colour table for all frames.",
+            "about 50x slower per frame). Default: a fitted clip gets the pure map, one colour "
+            "table for all frames; with --map, as the map was made.",
+            show_default=False,
         ),
-    ] = False,
-    device: Annotated[DeviceName, typer.Option(rich_help_panel="Model")] = DeviceName(
-        _DEFAULTS.device
-    ),
-    seed: Annotated[
-        int, typer.Option(min=0, max=MAX_SEED, rich_help_panel="Model")
-    ] = _DEFAULTS.seed,
+    ] = None,
+    device: Annotated[DeviceName, typer.Option(rich_help_panel="Model")] = DeviceName(_FIT.device),
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, rich_help_panel="Model")] = _FIT.seed,
     space: SpaceOption = SpaceName.rgb,
     strength: Annotated[
         float | None,
@@ -267,38 +287,54 @@ def video(
     ] = None,
     preserve_luminance: LuminanceOption = False,
     save_map: SaveMapOption = None,
+    max_pixels: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Largest accepted frame and reference image, in pixels (width x height, read "
+            "before any frame is decoded). Default: Pillow's limit, 89,478,485.",
+            rich_help_panel="Input",
+        ),
+    ] = DEFAULT_MAX_PIXELS,
     json_output: JsonOption = False,
     force: ForceOption = False,
     quiet: QuietOption = False,
 ) -> None:
     r"""Recolour a clip with ONE map (fitted on frames across it, or --map): no flicker.
 
-    Needs ffmpeg and ffprobe on PATH (exit 2 when missing). Audio is copied.
+    Needs ffmpeg and ffprobe on PATH (exit 2 when missing). Audio is copied. Output
+    containers: .mp4, .m4v, .mov, .mkv, .avi.
     """
 
     from ..errors import UsageError
 
     if (reference is None) == (map_file is None):
         raise UsageError("give a REFERENCE image or --map, not both or neither")
-    config = transfer_lib.TransferConfig(
+    # The outputs first (the map file is an input), before the map is even read.
+    video_lib.check_video_outputs(
+        output, [source, reference, map_file], save_map=save_map, force=force
+    )
+    fit = FitSettings(
         model=model.value,
         loss=loss.value,
         steps=steps,
         samples=samples,
         smoothness=smoothness,
-        regrain=regrain,
         device=device.value,
         seed=seed,
+    )
+    look_settings = video_lib.VIDEO_LOOK.replace(
         space=space.value,
         strength=1.0 if strength is None else strength,
         preserve_luminance=preserve_luminance,
+        regrain=REGRAIN if regrain else None,
     )
     look = None
     if map_file is not None:
-        look = mapfile.load_map(map_file).look.with_strength(strength)
+        look = override(mapfile.load_map(map_file).look, strength=strength, regrain=regrain)
     progress = make_progress("video", console=stderr_console(), disable=json_output or quiet)
     with progress:
-        fit_task = progress.add_task("fit", total=config.total_steps, info="fitting")
+        fit_task = progress.add_task("fit", total=fit.total_steps, info="fitting")
         frame_task = progress.add_task("frames", total=None, info="frames", visible=False)
 
         def on_fit(step: int, logs: dict[str, float]) -> None:
@@ -313,7 +349,10 @@ def video(
             reference,
             output,
             look=look,
-            config=config,
+            map_file=map_file,
+            max_pixels=max_pixels,
+            fit=fit,
+            look_settings=look_settings,
             fit_frames=fit_frames,
             force=force,
             save_map=save_map,

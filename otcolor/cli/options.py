@@ -13,12 +13,13 @@ import typer
 
 from ..bench.common import BENCH_LOSSES, BENCH_MODELS
 from ..bench.pixels import PIXEL_LOSSES
-from ..color import SPACES
 from ..device import DEVICES
-from ..fit import ESTIMATORS, INITS
+from ..fitting.colour import INITS
+from ..fitting.estimators import ESTIMATORS
 from ..io.lut import LUT_FORMATS, LUT_METHODS
 from ..losses import LOSSES
 from ..models import MODELS
+from ..spaces import SPACES
 from ._app import finite
 
 
@@ -35,11 +36,11 @@ def choices(name: str, keys: Iterable[str], doc: str, *, all_: bool = False) -> 
 ModelName = choices("ModelName", MODELS, "Map architectures: otcolor.models.MODELS.")
 LossName = choices("LossName", LOSSES, "Training losses: otcolor.losses.LOSSES.")
 EstimatorName = choices(
-    "EstimatorName", ESTIMATORS, "Estimators of loss ot: otcolor.fit.ESTIMATORS."
+    "EstimatorName", ESTIMATORS, "Estimators: otcolor.fitting.estimators.ESTIMATORS."
 )
-InitName = choices("InitName", INITS, "Starting points of the map: otcolor.fit.INITS.")
+InitName = choices("InitName", INITS, "Starting points of the map: otcolor.fitting.colour.INITS.")
 DeviceName = choices("DeviceName", DEVICES, "Where to train: otcolor.device.DEVICES.")
-SpaceName = choices("SpaceName", SPACES, "Colour spaces: otcolor.color.SPACES.")
+SpaceName = choices("SpaceName", SPACES, "Colour spaces: otcolor.spaces.SPACES.")
 LutFormat = choices("LutFormat", LUT_FORMATS, "3-D LUT formats: otcolor.io.lut.LUT_FORMATS.")
 LutMethod = choices("LutMethod", LUT_METHODS, "LUT entry methods: otcolor.io.lut.LUT_METHODS.")
 BenchModel = choices(
@@ -64,7 +65,8 @@ LOOK_PANEL = "Look"
 SpaceOption = Annotated[
     SpaceName,
     typer.Option(
-        help="Fit and apply in sRGB, or in CIELAB (D65, exact both ways).",
+        help="Fit and apply in the working space (sRGB, every input converted into it from its "
+        "ICC profile), or in CIELAB (D65, exact both ways).",
         rich_help_panel=LOOK_PANEL,
     ),
 ]
@@ -112,6 +114,16 @@ SaveMapOption = Annotated[
         "--save-map",
         dir_okay=False,
         help="Also save the fitted look as a map file (.otmap) for apply, lut and video.",
+        rich_help_panel="Outputs",
+    ),
+]
+OutputProfileOption = Annotated[
+    str,
+    typer.Option(
+        "--output-profile",
+        help="Colour profile of the output: source (the source image's own, the default), "
+        "srgb, display-p3, adobe-rgb, prophoto, rec2020, or an RGB .icc file. Inputs are always "
+        "converted from their own profiles into sRGB, the working space.",
         rich_help_panel="Outputs",
     ),
 ]

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from .. import preview as preview_lib
+from ..fitting.colour import MAX_STEPS
 from ._app import EPILOG, Command, app, emit_json, print_warnings, printable, stderr_console
 from .options import ForceOption, JsonOption, RegrainOption
 
@@ -38,7 +39,10 @@ def preview(
     steps: Annotated[
         int | None,
         typer.Option(
-            min=1, help="Training steps per fit (default: as transfer).", show_default=False
+            min=1,
+            max=MAX_STEPS,
+            help="Training steps per fit (default: as transfer).",
+            show_default=False,
         ),
     ] = None,
     seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seeds the fits.")] = 0,

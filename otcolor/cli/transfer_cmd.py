@@ -12,6 +12,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from .. import transfer as transfer_lib
+from ..fitting import FitSettings
+from ..fitting.colour import DEFAULT_SMOOTHNESS, MAX_STEPS
+from ..look import REGRAIN, LookSettings
 from ._app import (
     EPILOG,
     MAX_SEED,
@@ -37,6 +40,7 @@ from .options import (
     LutSizeOption,
     MaskOption,
     ModelName,
+    OutputProfileOption,
     QuietOption,
     RegrainOption,
     SaveMapOption,
@@ -46,6 +50,14 @@ from .options import (
 )
 
 _DEFAULTS = transfer_lib.TransferConfig()
+_FIT, _LOOK, _FILES = _DEFAULTS.fit, _DEFAULTS.look, _DEFAULTS.files
+
+#: The --smoothness help, with its defaults from the one table that holds them.
+SMOOTHNESS_HELP = (
+    "Smoother map (less speckle) vs closer colours: 0 = closest; see the README. Default "
+    f"{DEFAULT_SMOOTHNESS['regrain']:g} with the regrain, {DEFAULT_SMOOTHNESS['pure']:g} with "
+    "--no-regrain."
+)
 
 
 @app.command(cls=Command, epilog=EPILOG)
@@ -64,21 +76,24 @@ def transfer(
     ],
     model: Annotated[
         ModelName, typer.Option(help="Map architecture.", rich_help_panel="Model")
-    ] = ModelName(_DEFAULTS.model),
+    ] = ModelName(_FIT.model),
     loss: Annotated[
         LossName, typer.Option(help="Training loss.", rich_help_panel="Model")
-    ] = LossName(_DEFAULTS.loss),
+    ] = LossName(_FIT.loss),
     estimator: Annotated[
-        EstimatorName,
+        EstimatorName | None,
         typer.Option(
-            help="Loss ot: full (whole colour distributions, accurate) or plan (sampled exact plan).",
+            help="Loss ot: full (whole colour distributions, accurate, the default) or plan "
+            "(sampled exact plan); the other losses: minibatch (the default).",
+            show_default=False,
             rich_help_panel="Model",
         ),
-    ] = EstimatorName(_DEFAULTS.estimator),
+    ] = None,
     steps: Annotated[
         int | None,
         typer.Option(
             min=1,
+            max=MAX_STEPS,
             help=(
                 "Training steps (default: 250 L-BFGS iterations for ot, "
                 "600 Adam steps for the others)."
@@ -86,38 +101,37 @@ def transfer(
             show_default=False,
             rich_help_panel="Model",
         ),
-    ] = _DEFAULTS.steps,
+    ] = _FIT.steps,
     samples: Annotated[
         int,
         typer.Option(
             min=MIN_SAMPLES, help="Pixels drawn from each image.", rich_help_panel="Model"
         ),
-    ] = _DEFAULTS.samples,
+    ] = _FIT.samples,
     smoothness: Annotated[
         float | None,
         typer.Option(
             callback=finite,
             min=0.0,
-            help="Smoother map (less speckle) vs closer colours: 0 = closest; see the README. "
-            "Default 0.3 with the regrain, 0.6 with --no-regrain.",
+            help=SMOOTHNESS_HELP,
             show_default=False,
             rich_help_panel="Model",
         ),
     ] = None,
     init: Annotated[
         InitName, typer.Option(help="Starting point of the map.", rich_help_panel="Model")
-    ] = InitName(_DEFAULTS.init),
+    ] = InitName(_FIT.init),
     device: Annotated[
         DeviceName,
         typer.Option(help="Where to train (no silent fallback).", rich_help_panel="Model"),
-    ] = DeviceName(_DEFAULTS.device),
+    ] = DeviceName(_FIT.device),
     seed: Annotated[
         int, typer.Option(min=0, max=MAX_SEED, help="Random seed.", rich_help_panel="Model")
-    ] = _DEFAULTS.seed,
+    ] = _FIT.seed,
     quality: Annotated[
         int,
         typer.Option(min=1, max=100, help="JPEG/WebP quality."),
-    ] = _DEFAULTS.quality,
+    ] = _FILES.quality,
     max_pixels: Annotated[
         int | None,
         typer.Option(
@@ -130,28 +144,29 @@ def transfer(
             ),
             rich_help_panel="Input",
         ),
-    ] = _DEFAULTS.max_pixels,
+    ] = _FILES.max_pixels,
     strict: Annotated[
         bool,
         typer.Option(
             "--strict",
             help=(
                 "Fail (exit 5) when the learned map fits worse than the closed-form Gaussian "
-                "map, instead of falling back to it with a warning."
+                "map, instead of refitting it from the Gaussian map with a warning."
             ),
             rich_help_panel="Model",
         ),
-    ] = _DEFAULTS.strict,
-    space: SpaceOption = SpaceName(_DEFAULTS.space),
-    strength: StrengthOption = _DEFAULTS.strength,
-    preserve_luminance: LuminanceOption = _DEFAULTS.preserve_luminance,
-    regrain: RegrainOption = _DEFAULTS.regrain,
+    ] = _FIT.strict,
+    space: SpaceOption = SpaceName(_LOOK.space),
+    strength: StrengthOption = _LOOK.strength,
+    preserve_luminance: LuminanceOption = _LOOK.preserve_luminance,
+    regrain: RegrainOption = _LOOK.regrain is not None,
     source_mask: MaskOption = None,
     target_mask: MaskOption = None,
     apply_mask: MaskOption = None,
     save_map: SaveMapOption = None,
     lut: LutOption = None,
     lut_size: LutSizeOption = None,
+    output_profile: OutputProfileOption = _FILES.output_profile,
     json_output: JsonOption = False,
     force: ForceOption = False,
     quiet: QuietOption = False,
@@ -159,28 +174,28 @@ def transfer(
     r"""Fit a transport map from SOURCE's colours to TARGET's and apply it to SOURCE."""
 
     config = transfer_lib.TransferConfig(
-        model=model.value,
-        loss=loss.value,
-        estimator=estimator.value,
-        steps=steps,
-        samples=samples,
-        smoothness=smoothness,
-        init=init.value,
-        device=device.value,
-        seed=seed,
-        quality=quality,
-        max_pixels=max_pixels,
-        strict=strict,
-        space=space.value,
-        strength=strength,
-        preserve_luminance=preserve_luminance,
-        regrain=regrain,
+        fit=FitSettings(
+            model=model.value,
+            loss=loss.value,
+            estimator=None if estimator is None else estimator.value,
+            steps=steps,
+            samples=samples,
+            smoothness=smoothness,
+            init=init.value,
+            strict=strict,
+            device=device.value,
+            seed=seed,
+        ),
+        look=LookSettings(space.value, strength, preserve_luminance, REGRAIN if regrain else None),
+        files=transfer_lib.FileSettings(
+            quality=quality, max_pixels=max_pixels, output_profile=output_profile
+        ),
     )
 
     stderr = stderr_console()
     progress = make_progress("fitting", console=stderr, disable=json_output or quiet)
     with progress:
-        task = progress.add_task("fit", total=config.total_steps, info="loss -")
+        task = progress.add_task("fit", total=config.fit.total_steps, info="loss -")
 
         def callback(step: int, logs: dict[str, float]) -> None:
             progress.update(task, completed=step, info=f"loss {logs['loss']:.4g}")

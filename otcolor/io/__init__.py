@@ -8,7 +8,9 @@ module             job
 ``decode``         :func:`load_image`, :func:`load_mask`: safe decoding into float RGB
 ``encode``         :func:`save_image`: 8/16-bit output with the source's metadata and alpha
 ``png16``          the 16-bit PNG codec Pillow lacks
-``files``          :func:`check_output_path`, :func:`write_atomically`, :func:`commit_file`
+``files``          :func:`open_regular` (every read), :func:`check_output_path`,
+                   :func:`write_atomically`
+``commit``         :func:`finish_file`, :func:`outputs_together`: when outputs are committed
 =================  ===========================================================================
 
 Map files and LUTs are :mod:`otcolor.io.mapfile` and :mod:`otcolor.io.lut` (import them by name).
@@ -25,8 +27,13 @@ __all__ = [
     "check_distinct_outputs",
     "check_output_path",
     "commit_file",
+    "finish_file",
     "load_image",
     "load_mask",
+    "new_file_mode",
+    "open_regular",
+    "outputs_together",
+    "read_regular",
     "save_image",
     "tmp_prefix",
     "write_atomically",
@@ -38,6 +45,11 @@ from .files import (
     check_distinct_outputs,
     check_output_path,
     commit_file,
+    finish_file,
+    new_file_mode,
+    open_regular,
+    outputs_together,
+    read_regular,
     tmp_prefix,
     write_atomically,
 )

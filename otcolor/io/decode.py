@@ -1,5 +1,6 @@
 r"""Loading images safely: allowed formats only, decompression-bomb limits, EXIF orientation,
-CMYK and 16-bit sources, and one clear error for a file that cannot be read.
+colour management into the working space, CMYK, 16-bit and float sources, XMP, and one clear
+error for a file that cannot be read.
 """
 
 from __future__ import annotations
@@ -7,7 +8,6 @@ from __future__ import annotations
 __all__ = ["DEFAULT_MAX_PIXELS", "LoadedImage", "load_image", "load_mask"]
 
 import contextlib
-import io
 import os
 import stat
 import struct
@@ -18,26 +18,45 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import InputError, UsageError
 from .files import describe_os_error, identity_and_digest
 from .formats import (
     ALLOWED_FORMATS,
+    HEIF_EXTRA,
     HINT_CORRUPT,
     HINT_FORMATS,
     HINT_LIMIT,
     ORIENTATION,
-    STRUCTURAL_TAGS,
+    dpi_of,
+    exif_bytes,
+    heif_available,
+    hint_unidentified,
+    isobmff_brand,
+    unidentified,
+    upright_xmp,
+    xmp_of,
 )
 from .png16 import check_png_crcs, read_png16
+from .profiles import ColourProfile, cmyk_to_working, declared_profile, into_working
+from .tiff import read_tiff
 
 #: Default pixel limit, Pillow's own ``MAX_IMAGE_PIXELS`` (about 89.5 megapixels).
 DEFAULT_MAX_PIXELS: int | None = Image.MAX_IMAGE_PIXELS
 
 
-# Plugins tried by Image.open; MPO has no opener of its own (the JPEG one returns MPO files).
-_OPEN_FORMATS = tuple(f for f in ALLOWED_FORMATS if f != "MPO")
+def _open_formats() -> list[str]:
+    r"""Plugins tried by ``Image.open``: the allowed ones that are registered (HEIF only once
+    ``pillow-heif`` is loaded); MPO has no opener of its own (the JPEG one returns MPO files)."""
+
+    Image.init()
+    return [f for f in ALLOWED_FORMATS if f != "MPO" and f in Image.OPEN]
+
+
+_TIFF_MAGIC = (b"II*\0", b"MM\0*")
+
+AVIF_HINT = "install a Pillow >= 11.3 wheel, which includes libavif"
 
 # Everything Pillow's loaders are documented or fuzzed to raise on bad input
 # (Pillow's Tests/test_fuzzers.py), plus what struct and lookups leak from plugins.
@@ -74,6 +93,9 @@ class LoadedImage:
         format: the Pillow format that decoded it (``"JPEG"``, ``"PNG"``, ...).
         mode: the original Pillow mode (``"RGB"``, ``"P"``, ``"I;16"``, ...).
         icc_profile: the embedded ICC profile, or ``None``.
+        profile: the colour space the file declared (``None``: sRGB, untagged); ``rgb`` has
+            been converted from it into the working space (:mod:`otcolor.io.profiles`).
+        xmp: the XMP packet, byte for byte (its orientation reset once applied), or ``None``.
         exif: the EXIF block after orientation was applied (Orientation removed), or ``None``.
         dpi: the resolution in dots per inch, or ``None``.
         bit_depth: 8, or 16 when the pixels were decoded from 16-bit samples.
@@ -88,6 +110,8 @@ class LoadedImage:
     format: str = ""
     mode: str = "RGB"
     icc_profile: bytes | None = None
+    profile: ColourProfile | None = None
+    xmp: bytes | None = None
     exif: bytes | None = None
     dpi: tuple[float, float] | None = None
     bit_depth: int = 8
@@ -108,17 +132,24 @@ class LoadedImage:
 
 
 def load_image(
-    path: str | os.PathLike[str], max_pixels: int | None = DEFAULT_MAX_PIXELS
+    path: str | os.PathLike[str],
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    *,
+    colour_managed: bool = True,
 ) -> LoadedImage:
-    r"""Decodes an image file to upright float RGB, keeping alpha and metadata aside.
+    r"""Decodes an image file to upright float RGB in the working space, keeping alpha and
+    metadata aside.
 
     Only :data:`ALLOWED_FORMATS` are decoded, the size is checked from the header before any
-    pixel is decoded, the whole file is decoded here (so truncation is caught here), and
-    EXIF orientation is applied.
+    pixel is decoded, the whole file is decoded here (so truncation is caught here), EXIF
+    orientation is applied, and the pixels are converted from the file's colour profile into
+    the working space, sRGB (:mod:`otcolor.io.profiles`).
 
     Arguments:
         path: the image file.
         max_pixels: the largest accepted :math:`W H`, or ``None`` for no limit.
+        colour_managed: convert from the file's profile; ``False`` for data that is not a
+            colour (a mask), read as its numbers.
 
     Returns:
         The decoded image; ``rgb`` has shape :math:`(H, W, 3)`.
@@ -132,43 +163,68 @@ def load_image(
     _check_input_file(path)
     before, digest = identity_and_digest(path)
     notes: list[str] = []
+    prefix = _prefix(path)
+    brand = isobmff_brand(prefix)
+    if brand == "HEIF" and not heif_available():
+        raise InputError(f"{path}: HEIC/HEIF image: reading it needs pillow-heif", HEIF_EXTRA)
+    if brand == "AVIF" and "AVIF" not in _open_formats():
+        raise InputError(f"{path}: AVIF image: this Pillow has no AVIF codec", AVIF_HINT)
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         # Pillow's bomb warning is replaced by our own size check below.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        loaded = _open_and_decode(path, prefix, max_pixels, notes, colour_managed)
+    return _finish(loaded, path, before, digest, notes, caught)
+
+
+def _open_and_decode(
+    path: Path, prefix: bytes, max_pixels: int | None, notes: list[str], colour_managed: bool
+) -> LoadedImage:
+    try:
+        with _pillow_pixel_limit_lifted():
+            im = Image.open(path, formats=_open_formats())
+    except UnidentifiedImageError as err:
+        if prefix[:4] in _TIFF_MAGIC:  # float samples, which Pillow has no mode for
+            return _float_tiff(path, max_pixels, notes, colour_managed)
+        raise InputError(f"{path}: {unidentified(path)}", hint_unidentified(path)) from err
+    except Image.DecompressionBombError as err:
+        raise InputError(f"{path}: image too large: {err}", HINT_LIMIT) from err
+    except PermissionError as err:
+        raise InputError(f"{path}: permission denied") from err
+    except _DECODE_ERRORS as err:
+        message = f"{path}: cannot open image: {describe_os_error(err)}"
+        raise InputError(message, HINT_CORRUPT) from err
+
+    with im:
+        chunks = check_png_crcs(path) if im.format == "PNG" else {}
+        width, height = im.size
+        if max_pixels is not None and width * height > max_pixels:
+            raise InputError(
+                f"{path}: image is {width}x{height} = {width * height:,} pixels, "
+                f"above the limit of {max_pixels:,}",
+                HINT_LIMIT,
+            )
         try:
-            with _pillow_pixel_limit_lifted():
-                im = Image.open(path, formats=_OPEN_FORMATS)
-        except UnidentifiedImageError as err:
-            raise InputError(f"{path}: {_unidentified(path)}", _hint_unidentified(path)) from err
-        except Image.DecompressionBombError as err:
-            raise InputError(f"{path}: image too large: {err}", HINT_LIMIT) from err
-        except PermissionError as err:
-            raise InputError(f"{path}: permission denied") from err
+            return _decode(im, path, notes, chunks, colour_managed)
         except _DECODE_ERRORS as err:
-            message = f"{path}: cannot open image: {describe_os_error(err)}"
-            raise InputError(message, HINT_CORRUPT) from err
+            raise InputError(
+                f"{path}: cannot decode {im.format} image: {describe_os_error(err)}",
+                HINT_CORRUPT,
+            ) from err
 
-        with im:
-            if im.format == "PNG":
-                check_png_crcs(path)
-            width, height = im.size
-            if max_pixels is not None and width * height > max_pixels:
-                raise InputError(
-                    f"{path}: image is {width}x{height} = {width * height:,} pixels, "
-                    f"above the limit of {max_pixels:,}",
-                    HINT_LIMIT,
-                )
-            try:
-                loaded = _decode(im, path, notes)
-            except _DECODE_ERRORS as err:
-                raise InputError(
-                    f"{path}: cannot decode {im.format} image: {describe_os_error(err)}",
-                    HINT_CORRUPT,
-                ) from err
 
-    for warning in caught:
+def _finish(
+    loaded: LoadedImage,
+    path: Path,
+    before: tuple[int, ...],
+    digest: str,
+    notes: list[str],
+    caught: list[warnings.WarningMessage] | None,
+) -> LoadedImage:
+    r"""Reports the decoder's warnings, checks the file did not change, records its digest."""
+
+    for warning in caught or []:
         if issubclass(warning.category, UserWarning):
             notes.append(f"{path}: {warning.message}")
         else:  # deprecations and the like are for developers, not for the user's report
@@ -181,6 +237,14 @@ def load_image(
     loaded.warnings = list(dict.fromkeys(notes))
     loaded.sha256 = digest
     return loaded
+
+
+def _prefix(path: Path) -> bytes:
+    try:
+        with path.open("rb") as fp:
+            return fp.read(16)
+    except OSError:
+        return b""  # Pillow's open reports it
 
 
 def load_mask(
@@ -202,7 +266,7 @@ def load_mask(
         UsageError: its size differs from ``size``.
     """
 
-    mask = load_image(path, max_pixels=max_pixels)
+    mask = load_image(path, max_pixels=max_pixels, colour_managed=False)
     if mask.size != tuple(size):
         raise UsageError(
             f"{path}: mask is {mask.size[0]}x{mask.size[1]}, the image is {size[0]}x{size[1]}",
@@ -255,61 +319,14 @@ def _pillow_pixel_limit_lifted() -> Iterator[None]:
             Image.MAX_IMAGE_PIXELS = limit
 
 
-def _unidentified(path: Path) -> str:
-    r"""Names the format of a file that no allowed plugin accepted, if Pillow knows it."""
-
-    try:
-        with path.open("rb") as fp:
-            prefix = fp.read(16)
-    except OSError:
-        return "not a recognised image"
-    Image.init()
-    matches = []
-    for name, (_, accept) in Image.OPEN.items():
-        # Only the plugins' magic-byte checks run here; no decoder is started.
-        try:
-            accepted = accept is not None and accept(prefix)
-        except Exception:  # a plugin's accept() failing only means "not this format"
-            continue
-        # accept() returns a str to warn about a format it recognises but will not open.
-        if accepted and not isinstance(accepted, str):
-            matches.append(name)
-    # Magic bytes can mislead: a TGA header starts like a CUR one, and TGA has no magic of its
-    # own. A header parse by the one plugin (no pixel decoder, no Ghostscript) settles it.
-    headerless = [name for name, (_, accept) in Image.OPEN.items() if accept is None]
-    confirmed = next((n for n in [*matches, *headerless] if _opens_as(path, n)), None)
-    if confirmed is not None and confirmed not in ALLOWED_FORMATS:
-        return f"format {confirmed} is not allowed"
-    blocked = next((n for n in matches if n not in ALLOWED_FORMATS), None)
-    if confirmed is None and blocked is not None:
-        return f"format {blocked} is not allowed"
-    recognised = confirmed or next((n for n in matches if n in ALLOWED_FORMATS), None)
-    if recognised is not None:
-        # E.g. a 3-channel float TIFF, which Pillow has no mode for, or a broken header.
-        return f"{recognised} file that Pillow cannot open: unsupported variant or corrupt header"
-    return "not a recognised image"
-
-
-def _opens_as(path: Path, name: str) -> bool:
-    r"""Whether ``name``'s plugin parses the file's header (``Image.open`` decodes no pixels)."""
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            with Image.open(path, formats=[name]):
-                return True
-        except Exception:  # any failure only means "not this format"
-            return False
-
-
-def _hint_unidentified(path: Path) -> str:
-    r"""The hint for :func:`_unidentified`'s message: re-export, or use an allowed format."""
-
-    return HINT_CORRUPT if "cannot open" in _unidentified(path) else HINT_FORMATS
-
-
-def _decode(im: Image.Image, path: Path, notes: list[str]) -> LoadedImage:
-    r"""Decodes an opened image fully and converts it to float RGB plus alpha."""
+def _decode(
+    im: Image.Image,
+    path: Path,
+    notes: list[str],
+    chunks: dict[bytes, bytes],
+    colour_managed: bool,
+) -> LoadedImage:
+    r"""Decodes an opened image fully and converts it to float RGB (working space) plus alpha."""
 
     fmt = im.format or ""
     mode = im.mode
@@ -326,13 +343,14 @@ def _decode(im: Image.Image, path: Path, notes: list[str]) -> LoadedImage:
     rawmode = _rawmode(im)
     im.load()
     icc = im.info.get("icc_profile") or None
-    dpi = _dpi(im.info.get("dpi"))
+    dpi = dpi_of(im.info.get("dpi"))
+    xmp = xmp_of(im)
 
     exif: bytes | None = None
     try:
         orientation = im.getexif().get(ORIENTATION, 1)
         upright = ImageOps.exif_transpose(im)
-        exif = _exif_bytes(upright)
+        exif = exif_bytes(upright)
     except Exception as err:  # bad EXIF must not cost the pixels (Pillow's own advice)
         notes.append(f"{path}: unreadable EXIF ignored ({describe_os_error(err)})")
         orientation, upright = 1, im
@@ -349,6 +367,9 @@ def _decode(im: Image.Image, path: Path, notes: list[str]) -> LoadedImage:
         del samples
         np.divide(rgb, 65535, out=rgb)
         bit_depth = 16
+    elif fmt == "TIFF" and ";16" in rawmode:  # 16-bit RGB(A) TIFF: Pillow would read 8 bits
+        tiff = read_tiff(path, None, notes)  # the size was checked from the header
+        rgb, alpha, bit_depth = tiff.rgb, tiff.alpha, 16
     elif mode.startswith("I;16") or mode == "I":
         grey = np.asarray(upright).astype(np.float32)
         if mode == "I" and (grey.min() < 0 or grey.max() > 65535):
@@ -356,11 +377,12 @@ def _decode(im: Image.Image, path: Path, notes: list[str]) -> LoadedImage:
         grey = np.clip(grey, 0, 65535) / 65535
         rgb = np.repeat(grey[..., None], 3, axis=2)  # (H, W, 3)
         bit_depth = 16
-    elif mode == "F":
-        raise InputError(f"{path}: 32-bit float images are not supported", "export 8 or 16 bits")
+    elif mode == "F":  # a grey float TIFF that Pillow opens
+        tiff = read_tiff(path, None, notes)
+        rgb, alpha, bit_depth = tiff.rgb, tiff.alpha, 16
     else:
         if mode == "CMYK":
-            upright, icc = _cmyk_to_rgb(upright, icc, path, notes)
+            upright, icc = cmyk_to_working(upright, icc, path, notes)
         elif ";16" in rawmode:
             notes.append(f"{path}: 16-bit input reduced to 8-bit by Pillow")
         bands = upright.getbands()
@@ -377,6 +399,10 @@ def _decode(im: Image.Image, path: Path, notes: list[str]) -> LoadedImage:
         del pixels
         np.divide(rgb, 255, out=rgb)
 
+    profile = None
+    if colour_managed and mode != "CMYK":  # CMYK was converted into sRGB above
+        profile, icc = declared_profile(icc, fmt, im.info, chunks, notes, path)
+        rgb = into_working(rgb, profile, bit_depth, notes, path)
     return LoadedImage(
         rgb=np.ascontiguousarray(rgb, dtype=np.float32),
         alpha=alpha,
@@ -384,9 +410,36 @@ def _decode(im: Image.Image, path: Path, notes: list[str]) -> LoadedImage:
         format=fmt,
         mode=mode,
         icc_profile=icc,
+        profile=profile,
+        xmp=upright_xmp(xmp, orientation),
         exif=exif,
         dpi=dpi,
         bit_depth=bit_depth,
+    )
+
+
+def _float_tiff(
+    path: Path, max_pixels: int | None, notes: list[str], colour_managed: bool
+) -> LoadedImage:
+    r"""A float TIFF, which Pillow cannot open: pixels and metadata through tifffile."""
+
+    tiff = read_tiff(path, max_pixels, notes)
+    profile, icc = None, tiff.icc
+    rgb = tiff.rgb
+    if colour_managed:
+        profile, icc = declared_profile(icc, "TIFF", {}, {}, notes, path)
+        rgb = into_working(rgb, profile, 16, notes, path)
+    return LoadedImage(
+        rgb=rgb,
+        alpha=tiff.alpha,
+        path=path,
+        format="TIFF",
+        mode="F",
+        icc_profile=icc,
+        profile=profile,
+        xmp=upright_xmp(tiff.xmp, tiff.orientation),
+        dpi=tiff.dpi,
+        bit_depth=16,
     )
 
 
@@ -401,49 +454,3 @@ def _rawmode(im: Image.Image) -> str:
     if isinstance(args, tuple) and args and isinstance(args[0], str):
         return args[0]
     return ""
-
-
-def _cmyk_to_rgb(
-    im: Image.Image, icc: bytes | None, path: Path, notes: list[str]
-) -> tuple[Image.Image, bytes | None]:
-    r"""Converts CMYK to sRGB, through the embedded profile when there is one."""
-
-    if icc is not None:
-        try:
-            srgb = ImageCms.createProfile("sRGB")
-            rgb = ImageCms.profileToProfile(
-                im, ImageCms.ImageCmsProfile(io.BytesIO(icc)), srgb, outputMode="RGB"
-            )
-            # The pixels are sRGB now: embed sRGB, never the stale CMYK profile.
-            return rgb, ImageCms.ImageCmsProfile(srgb).tobytes()
-        except (ImageCms.PyCMSError, OSError, ValueError, TypeError) as err:
-            notes.append(
-                f"{path}: unusable CMYK ICC profile ({describe_os_error(err)}); naive conversion"
-            )
-    else:
-        notes.append(f"{path}: CMYK image without ICC profile; converted to RGB naively")
-    return im.convert("RGB"), None
-
-
-def _exif_bytes(im: Image.Image) -> bytes | None:
-    r"""Serialises the EXIF of an upright image, without tags that describe pixel layout."""
-
-    exif = im.getexif()
-    for tag in list(exif):
-        if tag in STRUCTURAL_TAGS or tag == ORIENTATION:
-            del exif[tag]
-    if not len(exif):
-        return None
-    return exif.tobytes()
-
-
-def _dpi(value: object) -> tuple[float, float] | None:
-    r"""Validates Pillow's ``info["dpi"]``, which some files fill with zeros or junk."""
-
-    try:
-        x, y = (float(v) for v in value)  # type: ignore[union-attr]
-    except (TypeError, ValueError, ZeroDivisionError):
-        return None
-    if not (np.isfinite(x) and np.isfinite(y) and x > 0 and y > 0):
-        return None
-    return x, y

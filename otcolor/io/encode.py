@@ -1,5 +1,6 @@
-r"""Saving images: the output format from the suffix, 8- or 16-bit, with the source's
-metadata (ICC profile, EXIF, DPI) and alpha, written atomically.
+r"""Saving images: the output format from the suffix, 8- or 16-bit, converted from the
+working space into the output's colour profile and tagged with it, with the source's metadata
+(XMP, EXIF, DPI) and alpha, written atomically.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ from pathlib import Path
 from typing import IO
 
 import numpy as np
-from PIL import Image
+from PIL import Image, PngImagePlugin, TiffImagePlugin, TiffTags
 
 from ..errors import OutputError
 from .decode import LoadedImage
 from .files import write_atomically
-from .formats import ALPHA_FORMATS, SIXTEEN_BIT_FORMATS, output_format
-from .png16 import write_png16
+from .formats import ALPHA_FORMATS, SIXTEEN_BIT_FORMATS, XMP_FORMATS, output_format
+from .png16 import write_png16, xmp_itxt
+from .profiles import ColourProfile, from_working
+from .tiff import IFD0_TEXT_TAGS, write_tiff16
 
 
 def save_image(
@@ -28,24 +31,29 @@ def save_image(
     like: LoadedImage | None = None,
     quality: int = 95,
     overwrite: bool = True,
+    profile: ColourProfile | None = None,
 ) -> list[str]:
-    r"""Writes float RGB pixels atomically, restoring alpha and the metadata of ``like``.
+    r"""Writes working-space RGB pixels atomically in the output's colour profile, restoring
+    alpha and the metadata of ``like``.
 
     The file is written to a temporary ``.<name>.otcolor-tmp-XXXX`` in the same directory,
     synced, then renamed over ``path``, so ``path`` holds either its old contents or the
     complete new file. Samples are 16-bit when ``like.bit_depth == 16`` and the format holds
-    16-bit RGB (PNG), 8-bit otherwise.
+    16-bit RGB (PNG, TIFF), 8-bit otherwise. The pixels are converted from the working space
+    (sRGB) into ``profile``, or into the profile ``like`` was read from, and the file is tagged
+    with the profile its numbers are in; an untagged sRGB source gives an untagged output.
 
     Arguments:
         path: the output file; its extension picks the format.
         rgb: the pixels, with shape :math:`(H, W, 3)`, float in :math:`[0, 1]` (clipped), or
             uint8 samples, written as they are (no float copy of a large image).
         alpha: the alpha channel to restore, with shape :math:`(H, W)`, uint8 or uint16.
-        like: the image whose ICC profile, EXIF, DPI and bit depth are carried over.
+        like: the image whose colour profile, XMP, EXIF, DPI and bit depth are carried over.
         quality: the JPEG and WebP quality, from 1 to 100.
         overwrite: whether an existing ``path`` may be replaced. ``False`` is what the command
             line uses without ``--force``: a file created at ``path`` since it was checked is
             kept and :class:`UsageError` raised.
+        profile: the output's colour space (:mod:`otcolor.io.profiles`); ``None``: ``like``'s.
 
     Returns:
         What was lost while writing, one line each (e.g. 16-bit reduced to 8-bit).
@@ -72,9 +80,13 @@ def save_image(
         raise OutputError(f"{path}: {fmt} cannot hold an alpha channel", "use .png/.webp/.tiff")
 
     notes: list[str] = []
-    icc = like.icc_profile if like is not None else None
+    rgb, icc = _into_profile(rgb, like, profile)
     exif = like.exif if like is not None else None
     dpi = like.dpi if like is not None else None
+    xmp = like.xmp if like is not None else None
+    if xmp is not None and fmt not in XMP_FORMATS:
+        notes.append(f"{path}: {fmt} has no place for the XMP metadata; dropped")
+        xmp = None
     sixteen = (like is not None and like.bit_depth == 16) or (
         alpha is not None and alpha.dtype == np.uint16
     )
@@ -86,16 +98,20 @@ def save_image(
     if sixteen:
         rgb16 = _quantize(rgb, np.uint16)
         alpha16 = None if alpha is None else _alpha_as(alpha, np.uint16)
+        tags = _tiff_text_tags(path, exif, notes) if fmt == "TIFF" else {}
 
         def write(fp: IO[bytes]) -> None:
-            write_png16(fp, rgb16, alpha16, icc=icc, exif=exif, dpi=dpi)
+            if fmt == "TIFF":
+                write_tiff16(fp, rgb16, alpha16, icc=icc, xmp=xmp, dpi=dpi, text_tags=tags)
+            else:
+                write_png16(fp, rgb16, alpha16, icc=icc, exif=exif, dpi=dpi, xmp=xmp)
 
     else:
         pixels = rgb if rgb.dtype == np.uint8 else _quantize(rgb, np.uint8)  # (H, W, 3)
         if alpha is not None:
             pixels = np.dstack([pixels, _alpha_as(alpha, np.uint8)])  # (H, W, 4)
         im = Image.fromarray(pixels)
-        params = _save_params(fmt, quality=quality, icc=icc, exif=exif, dpi=dpi)
+        params = _save_params(fmt, quality=quality, icc=icc, exif=exif, dpi=dpi, xmp=xmp)
         if fmt == "GIF":
             notes.append(f"{path}: GIF output is quantised to 256 colours")
 
@@ -104,6 +120,39 @@ def save_image(
 
     write_atomically(path, write, overwrite)
     return notes
+
+
+def _into_profile(
+    rgb: np.ndarray, like: LoadedImage | None, profile: ColourProfile | None
+) -> tuple[np.ndarray, bytes | None]:
+    r"""The pixels in the output profile, and the ICC profile to tag them with."""
+
+    target = profile if profile is not None else (like.profile if like is not None else None)
+    if target is None:  # an untagged sRGB source: untagged sRGB out, as it came
+        return rgb, like.icc_profile if like is not None else None
+    if target.is_working:  # no conversion; tag with the source's own sRGB bytes if it had them
+        keep = profile is None and like is not None and like.icc_profile is not None
+        return rgb, like.icc_profile if keep else target.icc  # type: ignore[union-attr]
+    values = rgb.astype(np.float32) / 255 if rgb.dtype == np.uint8 else rgb
+    return from_working(values, target), target.icc
+
+
+def _tiff_text_tags(path: Path, exif: bytes | None, notes: list[str]) -> dict[int, str]:
+    r"""The IFD0 text fields of an EXIF block, as plain TIFF tags (see :mod:`otcolor.io.tiff`)."""
+
+    if not exif:
+        return {}
+    parsed = Image.Exif()
+    try:
+        parsed.load(exif)
+    except Exception:  # unreadable EXIF costs only itself
+        return {}
+    tags = {
+        code: str(parsed[code]) for code in IFD0_TEXT_TAGS if isinstance(parsed.get(code), str)
+    }
+    if 0x8769 in parsed or 0x8825 in parsed:
+        notes.append(f"{path}: 16-bit TIFF keeps the main EXIF fields only (no camera EXIF IFD)")
+    return tags
 
 
 def all_finite(a: np.ndarray, rows: int = 1 << 20) -> bool:
@@ -147,21 +196,34 @@ def _save_params(
     icc: bytes | None,
     exif: bytes | None,
     dpi: tuple[float, float] | None,
+    xmp: bytes | None = None,
 ) -> dict[str, object]:
     r"""Pillow save options per format, metadata included (JPEG and WebP drop it otherwise)."""
 
     params: dict[str, object] = {}
     if fmt == "JPEG":
         params.update(quality=quality, subsampling=0)
-    elif fmt == "WEBP":
+    elif fmt in ("WEBP", "AVIF", "HEIF"):
         params.update(quality=quality)
-    if fmt in ("JPEG", "PNG", "WEBP", "TIFF"):
+    if fmt in ("JPEG", "PNG", "WEBP", "TIFF", "AVIF", "HEIF"):
         if icc:
             params["icc_profile"] = icc
         if exif:
             params["exif"] = exif
     if dpi and fmt in ("JPEG", "PNG", "TIFF", "BMP"):
         params["dpi"] = dpi
+    if xmp:
+        if fmt == "PNG":  # Pillow writes no XMP for PNG: the iTXt chunk, byte for byte
+            info = PngImagePlugin.PngInfo()
+            info.add(b"iTXt", xmp_itxt(xmp))
+            params["pnginfo"] = info
+        elif fmt == "TIFF":
+            directory = TiffImagePlugin.ImageFileDirectory_v2()
+            directory[700] = xmp
+            directory.tagtype[700] = TiffTags.BYTE
+            params["tiffinfo"] = directory
+        else:
+            params["xmp"] = xmp
     return params
 
 

@@ -30,6 +30,8 @@ __all__ = [
     "DEFAULT_SIZES",
     "LUT_FORMATS",
     "LUT_METHODS",
+    "LUT_REGRAIN_NOTE",
+    "MAX_CUBE_BYTES",
     "bake_lut",
     "check_lut",
     "choose_shaper",
@@ -49,11 +51,11 @@ from typing import IO, Any
 
 import numpy as np
 
-from ..color import Look
 from ..errors import InputError, UsageError
+from ..look import Look
 from .decode import LoadedImage
 from .encode import save_image
-from .files import write_atomically
+from .files import read_regular, write_atomically
 from .shaper import IDENTITY, SHAPER_SIDES, SHAPER_STRENGTHS, Shaper
 
 #: LUT formats and their file extensions.
@@ -74,6 +76,13 @@ LUT_METHODS: tuple[str, ...] = ("fit", "nodes")
 #: The fit samples the look on a grid of about this many points per axis (a multiple of the
 #: table's cells): 129^3 = 2.1 M colours, a second or two of map evaluation.
 _FIT_POINTS = 129
+
+
+#: What a LUT made from a regrained look holds, in one line for the user.
+LUT_REGRAIN_NOTE = (
+    "this look regrains (spatial: the grain is kept); a LUT holds a colour function only, so "
+    "it holds the look's pure colour map, whose flat noisy areas differ from the still's"
+)
 
 
 def check_lut(
@@ -105,6 +114,8 @@ def check_lut(
             f"{path}: a {fmt} LUT needs the extension {LUT_FORMATS[fmt][0]}",
             "change the extension or --format",
         )
+    if size is not None and (isinstance(size, bool) or not isinstance(size, (int, np.integer))):
+        raise UsageError(f"the LUT size must be an integer, got {size!r}", "17, 33 or 65")
     size = DEFAULT_SIZES[fmt] if size is None else int(size)
     if fmt in ("cube", "csp") and not 2 <= size <= 129:
         raise UsageError(f"a .{fmt} LUT has 2 to 129 points per axis, not {size}", "17, 33 or 65")
@@ -326,8 +337,16 @@ def write_csp(
     write_atomically(Path(path), write, overwrite)
 
 
+#: The largest ``.cube`` :func:`read_cube` reads: 256 points per axis (the format's own limit)
+#: at about 30 bytes a row.
+MAX_CUBE_BYTES = 512 << 20
+
+
 def read_cube(path: str | os.PathLike[str]) -> np.ndarray:
     r"""Reads a 3-D ``.cube`` file (default domain) into a table indexed ``[b, g, r]``.
+
+    Only a regular file of at most :data:`MAX_CUBE_BYTES` is read
+    (:func:`otcolor.io.files.read_regular`).
 
     Raises:
         InputError: the file is not a well-formed 3-D ``.cube``.
@@ -335,24 +354,27 @@ def read_cube(path: str | os.PathLike[str]) -> np.ndarray:
 
     size = None
     rows: list[list[float]] = []
+    data = read_regular(path, MAX_CUBE_BYTES, what="LUT")
     try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as err:
-        raise InputError(f"{path}: cannot read: {err}") from err
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: cannot read: not UTF-8 text ({err.reason})") from err
     for number, line in enumerate(text.splitlines(), 1):
         words = line.split()
         if not words or words[0].startswith("#"):
             continue
         if words[0] == "LUT_3D_SIZE":
-            size = int(words[1])
+            size = int(words[1]) if len(words) == 2 and words[1].isdigit() else -1
+            if not 2 <= size <= 256:
+                raise InputError(f"{path}:{number}: LUT_3D_SIZE must be 2 to 256: {line[:80]!r}")
         elif words[0] in ("TITLE", "DOMAIN_MIN", "DOMAIN_MAX", "LUT_3D_INPUT_RANGE"):
             continue
         else:
             try:
                 rows.append([float(w) for w in words[:3]])
             except ValueError as err:
-                raise InputError(f"{path}:{number}: not a LUT row: {line!r}") from err
-    if size is None or len(rows) != size**3:
+                raise InputError(f"{path}:{number}: not a LUT row: {line[:80]!r}") from err
+    if size is None or len(rows) != size**3 or any(len(row) != 3 for row in rows):
         raise InputError(f"{path}: expected LUT_3D_SIZE N and N^3 rows, got {len(rows)} rows")
     return np.asarray(rows, np.float32).reshape(size, size, size, 3)
 

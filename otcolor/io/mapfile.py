@@ -17,9 +17,15 @@ Metadata (every value a string; ``*`` marks JSON-encoded ones): ``format`` = ``o
 ``format_version`` = ``1``, ``kind`` (``colormap``: :math:`T(x) = c + s\,G((x - c)/s)`, or
 ``constant``: :math:`T(x) = c`), ``model`` (``cmgn``, ``mmgn``, ``icnn`` or ``affine``, the
 Gaussian fallback), ``model_config*`` (the model's constructor arguments), ``scale`` (:math:`s`,
-Python ``repr`` of a float: exact), ``space``, ``strength``, ``preserve_luminance``, ``fit*``
-(model, loss, steps, samples, smoothness, init, seed), ``source*`` and ``target*`` (file name,
-size, SHA-256 of the file), ``versions*`` (otcolor, torch, numpy). Tensors: ``center``
+Python ``repr`` of a float: exact), the look's settings (``space``, ``strength``,
+``preserve_luminance``, and ``regrain*``: the regrain's filter settings, or ``null`` for the
+pure colour map), ``fit*`` (the fit settings as fitted: model, loss, estimator and its options,
+steps, samples, smoothness, init, seed, ...), ``source*`` and ``target*`` (file name, size,
+SHA-256 of the file), ``versions*`` (otcolor, torch, numpy).
+
+Files written before the look held its regrain have no ``regrain`` key: their
+``fit*.regrain`` flag says how they were made, and without one the regrain is on (what
+``apply`` did with them then). Tensors: ``center``
 (:math:`c`) and the model's parameters prefixed ``model.`` (``colormap``), or ``colour``
 (``constant``).
 
@@ -39,12 +45,12 @@ __all__ = [
     "save_map",
 ]
 
+import dataclasses
 import hashlib
 import json
 import math
 import os
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -54,19 +60,25 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..color import SPACES, Look
-from ..errors import InputError, UsageError
+from ..device import resolve_device
+from ..errors import InputError, OtcolorError, UsageError
+from ..look import REGRAIN, Look, LookSettings, RegrainConfig
 from ..models import MAP_MODELS, ColorMap, ConstantMap
-from ..nn import ACTIVATIONS
-from .files import write_atomically
+from .files import open_regular, read_regular, write_atomically
+from .mapschema import (
+    MAX_FILE,
+    MAX_HEADER,
+    check_model_config,
+    check_schema,
+    is_number,
+    loads_bounded,
+)
 
 #: The format name and version written in every map file's metadata.
 FORMAT = "otcolor-map"
 FORMAT_VERSION = "1"
 
 _DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
-_MAX_FILE = 256 << 20  # a colour map is kilobytes; refuse to read gigabytes
-_MAX_WIDTH = 4096
 _HINT = "re-save it with 'otcolor transfer ... --save-map'"
 
 
@@ -93,7 +105,7 @@ def fingerprint(
 
     if sha256 is None:
         digest = hashlib.sha256()
-        with open(path, "rb") as fp:
+        with open_regular(path) as fp:  # never a FIFO or a device: it would block or not end
             for block in iter(lambda: fp.read(1 << 20), b""):
                 digest.update(block)
         sha256 = digest.hexdigest()
@@ -137,9 +149,12 @@ def save_map(
         tensors = dict(color_map.state_dict())
     else:
         raise UsageError(f"cannot save a map of type {type(color_map).__name__}")
-    meta["space"] = look.space
-    meta["strength"] = repr(float(look.strength))
-    meta["preserve_luminance"] = json.dumps(bool(look.preserve_luminance))
+    settings = look.settings
+    meta["space"] = settings.space
+    meta["strength"] = repr(float(settings.strength))
+    meta["preserve_luminance"] = json.dumps(bool(settings.preserve_luminance))
+    grain = settings.regrain
+    meta["regrain"] = json.dumps(None if grain is None else dataclasses.asdict(grain))
     versions = {"otcolor": __version__, "torch": torch.__version__, "numpy": np.__version__}
     for key, value in {"versions": versions, **(info or {})}.items():
         meta[key] = json.dumps(value)
@@ -166,6 +181,10 @@ def save_map(
     header["__metadata__"] = meta
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)  # align the data to 8 bytes, as safetensors does
+    try:  # never write a file that load_map would refuse
+        check_schema(text, header)
+    except InputError as err:
+        raise UsageError(f"{path}: cannot save this map: {err.message}", err.hint) from err
 
     def write(fp: IO[bytes]) -> None:
         fp.write(struct.pack("<Q", len(text)))
@@ -186,33 +205,38 @@ def load_map(path: str | os.PathLike[str], device: torch.device | str = "cpu") -
     Example:
         >>> import tempfile, torch
         >>> from pathlib import Path
-        >>> from otcolor.color import Look
+        >>> from otcolor.look import Look, LookSettings
         >>> from otcolor.models import ConstantMap
         >>> path = Path(tempfile.mkdtemp()) / "grey.otmap"
-        >>> save_map(path, Look(ConstantMap(torch.tensor([0.5, 0.5, 0.5])), strength=0.25))
+        >>> grey = ConstantMap(torch.tensor([0.5, 0.5, 0.5]))
+        >>> save_map(path, Look(grey, LookSettings(strength=0.25)))
         >>> loaded = load_map(path).look
         >>> loaded.strength, loaded.map.colour.tolist()
         (0.25, [0.5, 0.5, 0.5])
     """
 
+    device = _map_device(device)  # an unavailable device is refused before any reading
     path = Path(path)
-    try:
-        size = path.stat().st_size
-        if size > _MAX_FILE:
-            raise InputError(f"{path}: {size:,} bytes is too large for a map file", _HINT)
-        data = path.read_bytes()
-    except FileNotFoundError as err:
-        raise InputError(f"{path}: no such file") from err
-    except IsADirectoryError as err:
-        raise InputError(f"{path}: is a directory, not a map file") from err
-    except OSError as err:
-        raise InputError(f"{path}: cannot read: {err.strerror or err}") from err
+    data = read_regular(path, MAX_FILE, what="map file", hint=_HINT)
     try:
         header, tensors = _parse(data)
         look, metadata = _build(header, tensors, device)
     except InputError as err:
         raise InputError(f"{path}: {err.message}", err.hint or _HINT) from err
     return MapFile(look, metadata)
+
+
+def _map_device(device: object) -> torch.device:
+    r"""The device a map is loaded onto: a name or a ``torch.device`` that is available here.
+
+    Raises:
+        UsageError: unknown, or not available (CUDA on a CPU-only torch).
+        TypeError: ``device`` is neither a string nor a ``torch.device``.
+    """
+
+    if not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a str or torch.device, got {type(device).__name__}")
+    return resolve_device(str(device))
 
 
 def _parse(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -226,12 +250,11 @@ def _parse(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             f"truncated or not an otcolor map file (header of {length:,} bytes, "
             f"file of {len(data):,})"
         )
-    try:
-        header = json.loads(data[8 : 8 + length].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise InputError(f"not an otcolor map file (header is not JSON: {err})") from err
-    if not isinstance(header, dict) or not isinstance(header.get("__metadata__"), dict):
-        raise InputError("not an otcolor map file (no metadata)")
+    if length > MAX_HEADER:
+        raise InputError(f"corrupt map file (header of {length:,} bytes, at most {MAX_HEADER:,})")
+    text = data[8 : 8 + length]
+    header = loads_bounded(text, "header")
+    check_schema(text, header)
     meta = header["__metadata__"]
     if meta.get("format") != FORMAT:
         raise InputError(f"not an otcolor map file (format {meta.get('format')!r})")
@@ -241,8 +264,6 @@ def _parse(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             f"{__version__} reads version {FORMAT_VERSION}",
             "use the otcolor version that wrote it, or re-save the map",
         )
-    if not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
-        raise InputError("corrupt map file (metadata values must be strings)")
 
     body = data[8 + length :]
     tensors: dict[str, np.ndarray] = {}
@@ -295,47 +316,67 @@ def _offsets(item: tuple[str, Any]) -> tuple[int, int]:
 
 
 def _build(
-    header: dict[str, Any], tensors: dict[str, np.ndarray], device: torch.device | str
+    header: dict[str, Any], tensors: dict[str, np.ndarray], device: torch.device
 ) -> tuple[Look, dict[str, Any]]:
     r"""Rebuilds the look from a checked header, from the registry only."""
 
     meta = header["__metadata__"]
     metadata: dict[str, Any] = {}
     for key, value in meta.items():
-        try:
-            metadata[key] = json.loads(value)
-        except json.JSONDecodeError:
-            metadata[key] = value
-    state = {name: torch.from_numpy(array.copy()) for name, array in tensors.items()}
+        metadata[key] = loads_bounded(value, f"metadata {key[:40]!r}", text_ok=True)
     kind = meta.get("kind")
     try:
         if kind == "constant":
-            colour = state.get("colour")
-            if colour is None or tuple(colour.shape) != (3,) or len(state) != 1:
+            colour = tensors.get("colour")
+            if colour is None or colour.shape != (3,) or len(tensors) != 1:
                 raise InputError("corrupt map file (a constant map holds one colour of 3 values)")
-            color_map: nn.Module = ConstantMap(colour)
+            color_map: nn.Module = ConstantMap(torch.from_numpy(colour.copy()))
         elif kind == "colormap":
-            model = _new_model(meta.get("model"), meta.get("model_config", "{}"))
+            model = _new_model(meta.get("model"), metadata.get("model_config", {}), tensors)
             scale = float(meta.get("scale", "nan"))
             if not (math.isfinite(scale) and scale > 0):
                 raise InputError(f"corrupt map file (scale {meta.get('scale')!r})")
             color_map = ColorMap(model, torch.zeros(3), scale)
+            state = {name: torch.from_numpy(array.copy()) for name, array in tensors.items()}
             color_map.load_state_dict(state, strict=True)
         else:
             raise InputError(f"corrupt map file (kind {kind!r})")
-        strength = float(meta.get("strength", "1.0"))
-        space = meta.get("space", "rgb")
-        if space not in SPACES or not 0 <= strength <= 1:
-            raise InputError(f"corrupt map file (space {space!r}, strength {strength!r})")
-        preserve = json.loads(meta.get("preserve_luminance", "false"))
+        settings = _look_settings(meta, metadata)
     except InputError:
         raise
     except (RuntimeError, ValueError, TypeError, KeyError, OverflowError) as err:
         text = " ".join(str(err).split())[:200]
         raise InputError(f"corrupt map file ({type(err).__name__}: {text})") from err
     color_map.to(device).eval()
-    look = Look(color_map, space, strength, bool(preserve), device)
-    return look, metadata
+    return Look(color_map, settings, device), metadata
+
+
+def _look_settings(meta: dict[str, str], metadata: dict[str, Any]) -> LookSettings:
+    r"""The look's settings from a checked header (see the module docstring for old files)."""
+
+    space = meta.get("space", "rgb")
+    strength = float(meta.get("strength", "1.0"))
+    preserve = metadata.get("preserve_luminance", False)
+    if not isinstance(preserve, bool):
+        raise InputError(f"corrupt map file (preserve_luminance {preserve!r})")
+    if "regrain" in meta:
+        grain = metadata["regrain"]
+        fields = {f.name for f in dataclasses.fields(RegrainConfig)}
+        if grain is not None and not (
+            isinstance(grain, dict)
+            and set(grain) == fields
+            # numbers only: JSON true would pass for 1 in RegrainConfig's own checks
+            and all(is_number(v) for v in grain.values())
+        ):
+            raise InputError(f"corrupt map file (regrain {meta['regrain'][:100]!r})")
+    else:
+        made = metadata.get("fit")
+        grain = {} if not isinstance(made, dict) or made.get("regrain", True) else None
+    try:
+        regrain = None if grain is None else RegrainConfig(**grain) if grain else REGRAIN
+        return LookSettings(space, strength, preserve, regrain)
+    except OtcolorError as err:
+        raise InputError(f"corrupt map file ({err.message})") from err
 
 
 def _describe_model(model: nn.Module) -> tuple[str, dict[str, Any]]:
@@ -347,53 +388,9 @@ def _describe_model(model: nn.Module) -> tuple[str, dict[str, Any]]:
     return name, model.config()
 
 
-def _check_size(key: str, value: object) -> None:
-    if not (isinstance(value, int) and 1 <= value <= _MAX_WIDTH):
-        raise InputError(f"corrupt map file ({key} = {value!r})")
+def _new_model(name: object, config: object, tensors: dict[str, np.ndarray]) -> nn.Module:
+    r"""Builds an untrained model from a file's description, once
+    :func:`~otcolor.io.mapschema.check_model_config` has checked it."""
 
-
-def _check_widths(key: str, value: object) -> None:
-    r"""One width, or a list of at most 16 (the ICNN's layers)."""
-
-    sizes = value if isinstance(value, list) else [value]
-    if not (
-        0 < len(sizes) <= 16 and all(isinstance(n, int) and 1 <= n <= _MAX_WIDTH for n in sizes)
-    ):
-        raise InputError(f"corrupt map file ({key} = {value!r})")
-
-
-def _check_activation(key: str, value: object) -> None:
-    if value not in ACTIVATIONS:
-        raise InputError(f"corrupt map file (activation {value!r})")
-
-
-def _check_steepness(key: str, value: object) -> None:
-    if not (isinstance(value, (int, float)) and 0 < value < 1e6):
-        raise InputError(f"corrupt map file (steepness {value!r})")
-
-
-#: How each constructor argument a file may hold is checked before the model is built, so that
-#: a hostile file cannot ask for gigabytes of weights or an unknown activation.
-_ARGUMENT_CHECKS: dict[str, Callable[[str, object], None]] = {
-    "hidden_features": _check_widths,
-    "layers": _check_size,
-    "modules": _check_size,
-    "activation": _check_activation,
-    "steepness": _check_steepness,
-}
-
-
-def _new_model(name: object, config_text: str) -> nn.Module:
-    r"""Builds an untrained model from a file's description, after checking every argument
-    against those the model's own ``config()`` names."""
-
-    if name not in MAP_MODELS:
-        raise InputError(f"corrupt map file (unknown model {name!r})")
-    cls = MAP_MODELS[str(name)]
-    config = json.loads(config_text)
-    allowed = set(cls.from_config(3).config())
-    if not isinstance(config, dict) or not set(config) <= allowed:
-        raise InputError(f"corrupt map file (model_config {config!r})")
-    for key, value in config.items():
-        _ARGUMENT_CHECKS[key](key, value)  # every argument a config() names has a check
-    return cls.from_config(3, **config)
+    arguments = check_model_config(name, config, tensors)
+    return MAP_MODELS[str(name)].from_config(3, **arguments)

@@ -4,7 +4,7 @@ unfilters and filters them itself (numpy + zlib).
 
 from __future__ import annotations
 
-__all__ = ["check_png_crcs", "read_png16", "write_png16"]
+__all__ = ["check_png_crcs", "read_png16", "write_png16", "xmp_itxt"]
 
 import struct
 import zlib
@@ -143,6 +143,7 @@ def write_png16(
     icc: bytes | None,
     exif: bytes | None,
     dpi: tuple[float, float] | None,
+    xmp: bytes | None = None,
 ) -> None:
     r"""Writes a 16-bit RGB(A) PNG, which Pillow cannot encode (it has no 16-bit RGB mode)."""
 
@@ -171,39 +172,59 @@ def write_png16(
         out.append(chunk(b"pHYs", struct.pack(">IIB", ppm[0], ppm[1], 1)))
     if exif:
         out.append(chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\x00\x00") else exif))
+    if xmp:
+        out.append(chunk(b"iTXt", xmp_itxt(xmp)))
     out.append(chunk(b"IDAT", zlib.compress(scanlines.tobytes(), 6)))
     out.append(chunk(b"IEND", b""))
     for part in out:
         fp.write(part)
 
 
-def check_png_crcs(path: Path) -> None:
-    r"""Checks the CRC of every chunk of a PNG file, streaming it.
+#: Chunks :func:`check_png_crcs` hands back (Pillow 13 does not parse ``cICP``).
+KEPT_CHUNKS = (b"cICP",)
+
+
+def xmp_itxt(xmp: bytes) -> bytes:
+    r"""The body of the PNG ``iTXt`` chunk that carries an XMP packet, uncompressed, its bytes
+    as they are (the XMP specification's PNG embedding)."""
+
+    return b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + xmp
+
+
+def check_png_crcs(path: Path) -> dict[bytes, bytes]:
+    r"""Checks the CRC of every chunk of a PNG file, streaming it, and returns the small
+    colour chunks of :data:`KEPT_CHUNKS` by type.
 
     Pillow checks the CRCs of header chunks only, so a corrupt IDAT whose data still inflates
     would be decoded silently.
     """
 
+    kept: dict[bytes, bytes] = {}
     with path.open("rb") as fp:
         fp.read(8)  # the signature, already checked by Pillow
         while True:
             head = fp.read(8)
             if len(head) < 8:
-                return  # a truncated end is the decoder's to report
+                return kept  # a truncated end is the decoder's to report
             length, kind = struct.unpack(">I", head[:4])[0], head[4:]
             crc = zlib.crc32(kind)
             left = length
+            body = b""
             while left:
                 block = fp.read(min(left, 1 << 20))
                 if not block:
-                    return
+                    return kept
                 crc = zlib.crc32(block, crc)
                 left -= len(block)
+                if kind in KEPT_CHUNKS and len(body) < 64:
+                    body += block[:64]
             stored = fp.read(4)
             if len(stored) < 4:
-                return
+                return kept
             if crc & 0xFFFFFFFF != struct.unpack(">I", stored)[0]:
                 name = kind.decode("latin-1")
                 raise InputError(f"{path}: bad CRC in PNG chunk {name!r}", HINT_CORRUPT)
+            if kind in KEPT_CHUNKS:
+                kept[kind] = body
             if kind == b"IEND":
-                return
+                return kept

@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import OutputError
-from ..io import write_atomically
+from ..errors import InputError, OutputError
+from ..io import read_regular, write_atomically
 
 #: A cache file larger than this is not read (the default autoencoder's is about 0.3 MB).
 _MAX_CACHE_BYTES = 64 << 20
@@ -188,15 +188,15 @@ def _load_checked(path: Path, config: AutoencoderConfig) -> ConvAutoencoder | No
     match, or does not load (each of which retrains)."""
 
     sidecar = path.with_name(path.name + ".sha256")
-    try:
-        if not (path.is_file() and sidecar.is_file()):
-            return None
-        if path.stat().st_size > _MAX_CACHE_BYTES:
-            return None
-        payload = path.read_bytes()
-        expected = sidecar.read_text(encoding="ascii", errors="replace").strip()
-    except OSError:
+    if not (path.exists() and sidecar.exists()):
         return None
+    try:
+        # Regular files of bounded size only: a FIFO or a device in the cache never blocks.
+        payload = read_regular(path, _MAX_CACHE_BYTES, what="cache file")
+        expected = read_regular(sidecar, 1024, what="checksum file").decode("ascii", "replace")
+    except InputError:
+        return None
+    expected = expected.strip()
     if hashlib.sha256(payload).hexdigest() != expected:
         warnings.warn(
             f"{path}: checksum mismatch; the autoencoder is retrained and replaced", stacklevel=3

@@ -26,7 +26,6 @@ import gzip
 import hashlib
 import math
 import os
-import stat
 import struct
 import tempfile
 import urllib.error
@@ -40,6 +39,7 @@ from typing import BinaryIO
 import numpy as np
 
 from ..errors import InputError
+from ..io import open_regular
 
 #: The standard files by role: name (without ``.gz``), and size and MD5 of the ``.gz`` that the
 #: mirrors serve (the checksums every MNIST loader checks; a truncated or corrupt download is
@@ -122,41 +122,14 @@ def read_idx(path: str | os.PathLike[str], max_bytes: int = MAX_IDX_BYTES) -> np
     """
 
     path = Path(path)
-    try:
-        with _open_regular(path) as raw, _decompressed(raw) as fp:
-            return _read_idx_stream(fp, path, max_bytes)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, not an IDX file") from None
-    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as err:
-        raise InputError(f"{path}: cannot read: {err}", _HINT_REFETCH) from None
-
-
-@contextlib.contextmanager
-def _open_regular(path: Path) -> Iterator[BinaryIO]:
-    r"""Opens ``path`` for reading only if it is a regular file.
-
-    Opened non-blocking, so that a FIFO cannot hang the open itself; ``fstat`` on the open
-    descriptor then decides (no race between a check and the open); a device such as
-    ``/dev/zero`` would never end and is refused the same way.
-    """
-
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-    try:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
-            raise IsADirectoryError(path)
-        if not stat.S_ISREG(info.st_mode):
-            raise InputError(f"{path}: not a regular file", "give the IDX file itself")
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
-        fp = os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-    with fp:
-        yield fp
+    # open_regular refuses a missing file, a folder, a FIFO or a device before a byte is read,
+    # and never blocks on the open.
+    with open_regular(path, what="data file", hint=_HINT_REFETCH) as raw:
+        try:
+            with _decompressed(raw) as fp:
+                return _read_idx_stream(fp, path, max_bytes)
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as err:
+            raise InputError(f"{path}: cannot read: {err}", _HINT_REFETCH) from None
 
 
 @contextlib.contextmanager

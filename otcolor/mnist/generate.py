@@ -39,9 +39,9 @@ from pathlib import Path
 
 import torch
 
+from ..device import resolve_device
 from ..errors import UsageError
 from ..io import check_distinct_outputs, check_output_path, save_image
-from ..train import resolve_device
 from .autoencoder import AutoencoderConfig, load_or_train_autoencoder
 from .classifier import ClassifierConfig, class_consistency, load_or_train_classifier, predict
 from .data import FILES, MnistData, cache_dir, find_data, load_mnist
@@ -71,7 +71,7 @@ from .scoring import Scorer, autoencoder_references, evaluate_samples, pixel_ref
 
 #: ``callback(phase, done, total, info)``: phase is ``download``, ``classifier``,
 #: ``autoencoder``, ``train:<model>`` or ``evaluate``.
-Callback = Callable[[str, int, int, str], None]
+Progress = Callable[[str, int, int, str], None]
 
 #: The most Adam steps per model: about an hour of training on two CPU cores.
 MAX_STEPS = 100_000
@@ -242,7 +242,7 @@ def run_mnist(
     force: bool = False,
     save_model: str | os.PathLike[str] | None = None,
     samples_out: str | os.PathLike[str] | None = None,
-    callback: Callback | None = None,
+    callback: Progress | None = None,
     data: MnistData | None = None,
 ) -> MnistResult:
     r"""Trains the generator(s) of ``config``, scores them, and writes one grid per model.
@@ -261,7 +261,7 @@ def run_mnist(
             map and its decoder), or ``None``.
         samples_out: where to write the scored samples (``.npy``, float32, :math:`(N, 784)` in
             :math:`[0, 1]`), or ``None``.
-        callback: progress, see :data:`Callback`.
+        callback: progress, see :data:`Progress`.
         data: already loaded digits (tests); read with :func:`load_mnist` otherwise.
 
     Raises:

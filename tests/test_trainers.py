@@ -1,12 +1,12 @@
-r"""Tests of otcolor.train: smoke run, determinism, non-finite handling."""
+r"""Tests of otcolor.fitting.trainers: smoke runs, determinism, non-finite handling, one log schema."""
 
 import pytest
 import torch
 
 from otcolor.errors import TrainingError
+from otcolor.fitting.trainers import LOG_KEYS, AdamConfig, LbfgsConfig, regress, train_adam
 from otcolor.losses import SlicedW2
 from otcolor.models import build_model
-from otcolor.train import FitConfig, fit
 
 
 def _problem() -> tuple[torch.Tensor, torch.Tensor]:
@@ -16,16 +16,16 @@ def _problem() -> tuple[torch.Tensor, torch.Tensor]:
     return x, y
 
 
-def test_fit_reduces_loss_and_calls_back() -> None:
+def test_adam_reduces_loss_and_calls_back() -> None:
     x, y = _problem()
     model = build_model("cmgn", 2)
     steps = []
-    history = fit(
+    history = train_adam(
         model,
         SlicedW2(16),
         x,
         y,
-        FitConfig(steps=60, batch_size=512, lr=2e-2),
+        AdamConfig(steps=60, batch_size=512, lr=2e-2),
         callback=lambda step, logs: steps.append((step, logs["loss"])),
     )
     assert [s for s, _ in steps] == list(range(1, 61))
@@ -40,12 +40,12 @@ def test_fit_is_deterministic_for_a_seed() -> None:
     for _ in range(2):
         torch.manual_seed(1)
         model = build_model("mmgn", 2)
-        fit(
+        train_adam(
             model,
             SlicedW2(8, generator=torch.Generator().manual_seed(2)),
             x,
             y,
-            FitConfig(steps=20, batch_size=256, seed=3),
+            AdamConfig(steps=20, batch_size=256, seed=3),
         )
         results.append(model(x[:50]).detach())
     assert torch.equal(results[0], results[1])
@@ -67,7 +67,7 @@ class _NaNAfter(torch.nn.Module):
 def test_nonfinite_loss_restores_and_retries_once() -> None:
     x, y = _problem()
     model = build_model("cmgn", 2)
-    history = fit(model, _NaNAfter(30, 1), x, y, FitConfig(steps=50, batch_size=64))
+    history = train_adam(model, _NaNAfter(30, 1), x, y, AdamConfig(steps=50, batch_size=64))
     assert len(history["loss"]) == 49  # the bad step is skipped, not recorded
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
@@ -75,30 +75,30 @@ def test_nonfinite_loss_restores_and_retries_once() -> None:
 def test_persistent_nonfinite_loss_raises() -> None:
     x, y = _problem()
     with pytest.raises(TrainingError, match="diverged"):
-        fit(build_model("cmgn", 2), _NaNAfter(5, 100), x, y, FitConfig(steps=50, batch_size=64))
+        train_adam(
+            build_model("cmgn", 2), _NaNAfter(5, 100), x, y, AdamConfig(steps=50, batch_size=64)
+        )
 
 
-def test_fit_regression_converges_and_reports_each_iteration() -> None:
-    from otcolor.train import RegressionConfig, fit_regression
+def test_regress_converges_and_reports_each_iteration() -> None:
 
     x = torch.randn(500, 2)
     targets = x @ torch.tensor([[2.0, 0.5], [0.5, 1.0]]) + 0.3 * torch.tanh(3 * x)
     model = build_model("cmgn", 2)
     seen = []
-    history = fit_regression(
+    history = regress(
         model,
         x,
         targets,
-        RegressionConfig(steps=40),
+        LbfgsConfig(steps=40),
         callback=lambda step, logs: seen.append(step),
     )
     assert seen == list(range(1, len(history["loss"]) + 1)) and 0 < len(seen) <= 40
     assert history["fit"][-1] < 0.01 * history["fit"][0]
 
 
-def test_fit_regression_smoothness_lowers_the_steepest_jacobians() -> None:
+def test_regress_smoothness_lowers_the_steepest_jacobians() -> None:
     from otcolor.losses import jacobian_penalty
-    from otcolor.train import RegressionConfig, fit_regression
 
     x = torch.rand(400, 2) * 2 - 1
     targets = torch.sign(x) * 0.5 + 0.1 * x  # a step: needs a very steep monotone map
@@ -107,7 +107,7 @@ def test_fit_regression_smoothness_lowers_the_steepest_jacobians() -> None:
         torch.manual_seed(0)
         model = build_model("cmgn", 2, activation="tanh", steepness=4.0)
         model.init_linear(torch.eye(2), torch.zeros(2), nonlinear_scale=2.0)
-        fit_regression(model, x, targets, RegressionConfig(steps=60, smoothness=smoothness))
+        regress(model, x, targets, LbfgsConfig(steps=60, smoothness=smoothness))
         penalties.append(float(jacobian_penalty(model, x).detach()))
     assert penalties[1] < 0.5 * penalties[0]
 
@@ -119,13 +119,33 @@ def test_transport_cost_keeps_the_map_near_the_identity() -> None:
         torch.manual_seed(0)
         model = build_model("cmgn", 2)
         model.init_linear(torch.eye(2), torch.zeros(2))
-        fit(
+        train_adam(
             model,
             SlicedW2(16),
             x,
             y,
-            FitConfig(steps=80, batch_size=512, lr=2e-2, transport_cost=weight),
+            AdamConfig(steps=80, batch_size=512, lr=2e-2, transport_cost=weight),
         )
         with torch.no_grad():
             moved.append(float((model(x) - x).square().sum(-1).mean()))
     assert moved[1] < 0.1 * moved[0]
+
+
+def test_every_trainer_logs_the_same_keys() -> None:
+    x, y = _problem()
+    adam = train_adam(
+        build_model("cmgn", 2), SlicedW2(16), x, y, AdamConfig(steps=5, batch_size=64)
+    )
+    seen: list[dict[str, float]] = []
+    lbfgs = regress(
+        build_model("cmgn", 2),
+        x[:200],
+        y[:200],
+        LbfgsConfig(steps=5),
+        seen.append and (lambda s, logs: seen.append(logs)),
+    )
+    for history in (adam, lbfgs):
+        assert tuple(history) == LOG_KEYS
+        assert len({len(v) for v in history.values()}) == 1
+    assert all(set(logs) == set(LOG_KEYS) for logs in seen)
+    assert all(0 < step <= 1 for step in lbfgs["lr"])  # the accepted line-search step

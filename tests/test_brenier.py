@@ -1,4 +1,5 @@
-r"""Tests of otcolor.estimate: known Brenier maps recovered, never worse than the closed form."""
+r"""Tests of otcolor.fitting.brenier (the default estimator): known Brenier maps recovered,
+never worse than the closed form."""
 
 from pathlib import Path
 
@@ -9,10 +10,10 @@ from PIL import Image
 
 from otcolor.bench.known import pair_seed, psnr
 from otcolor.bench.maps import draw_map
-from otcolor.color import Look, apply_look
-from otcolor.fit import fit_color_map
+from otcolor.color import apply_look
+from otcolor.fitting import FitSettings, fit_color_map
 from otcolor.gaussian import bures_map, moments
-from otcolor.transfer import TransferConfig
+from otcolor.look import Look
 
 PHOTO = Path(__file__).resolve().parents[1] / "benchmarks" / "images" / "chelsea.jpg"
 
@@ -30,7 +31,8 @@ def _to8(x: np.ndarray) -> np.ndarray:
 
 
 def _recover(src: np.ndarray, tgt8: np.ndarray, **kw: object):  # type: ignore[no-untyped-def]
-    fitted = fit_color_map(src, (tgt8 / 255.0).astype(np.float32), TransferConfig(**kw))
+    settings = FitSettings(device="cpu", **{"smoothness": 0.3, **kw})  # type: ignore[arg-type]
+    fitted = fit_color_map(src, (tgt8 / 255.0).astype(np.float32), settings)
     return fitted, _to8(apply_look(Look(fitted.map), src[None])[0])
 
 
@@ -67,13 +69,13 @@ def test_near_affine_map_improves_on_the_closed_form_without_falling_back(
     gamma = np.array([0.8, 1.0, 1.25])
     target = _to8(0.85 * (photo @ M.T + c) + 0.15 * np.power(photo, gamma))
     fitted, out = _recover(photo, target)
-    assert not fitted.warnings  # no fallback, no restart needed
+    assert not fitted.warnings  # no restart needed
     assert fitted.scores["fit_sliced_w2"] <= fitted.scores["gaussian_sliced_w2"]
     x, y = torch.from_numpy(photo).double(), torch.from_numpy(target / 255.0).double()
     A, b = bures_map(*moments(x), *moments(y))
     closed_form = _to8((x @ A.mT + b).numpy())
     assert psnr(out, target)["psnr"] >= psnr(closed_form, target)["psnr"]
-    assert type(fitted.map.model).__name__ == "CMGN"  # the learned map, not the affine fallback
+    assert type(fitted.map.model).__name__ == "CMGN"  # the learned map, not the closed form
 
 
 def test_fit_is_repeatable_on_cpu(photo: np.ndarray) -> None:

@@ -1,14 +1,23 @@
-r"""Fitting maps to samples: :func:`fit` (Adam on a loss) and :func:`fit_regression` (L-BFGS)."""
+r"""The training loops: :func:`train_adam` (minibatch Adam on a loss), :func:`train_lbfgs`
+(full-batch L-BFGS on a deterministic objective) and :func:`regress` (least squares by L-BFGS).
+
+Every loop reports through one :data:`Callback` type, ``callback(step, logs)``, and returns one
+log schema, :data:`LOG_KEYS`: per step, the objective (``loss``), its fit term without the
+penalties (``fit``) and the step size taken (``lr``: Adam's learning rate, or the step length the
+L-BFGS line search accepted).
+"""
 
 from __future__ import annotations
 
 __all__ = [
-    "FitConfig",
-    "RegressionConfig",
-    "fit",
-    "fit_lbfgs",
-    "fit_regression",
-    "resolve_device",
+    "LOG_KEYS",
+    "AdamConfig",
+    "Callback",
+    "History",
+    "LbfgsConfig",
+    "regress",
+    "train_adam",
+    "train_lbfgs",
 ]
 
 import copy
@@ -20,16 +29,29 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
-from .device import resolve_device
-from .errors import TrainingError
-from .losses import jacobian_penalty
+from ..errors import TrainingError
+from ..losses import jacobian_penalty
 
+#: ``callback(step, logs)``: called after every step, ``step`` counted from 1 across the stages
+#: of one fit, ``logs`` the step's values under :data:`LOG_KEYS`.
 Callback = Callable[[int, dict[str, float]], None]
+
+#: The keys of every trainer's logs: the objective, its fit term (penalties excluded), the step.
+LOG_KEYS: tuple[str, ...] = ("loss", "fit", "lr")
+
+#: One list per key of :data:`LOG_KEYS`, one entry per step.
+History = dict[str, list[float]]
+
+
+def new_history() -> History:
+    r"""An empty :data:`History`."""
+
+    return {key: [] for key in LOG_KEYS}
 
 
 @dataclass
-class FitConfig:
-    r"""How :func:`fit` trains.
+class AdamConfig:
+    r"""How :func:`train_adam` trains.
 
     The learning rate ramps up linearly over the first ``warmup`` fraction of the steps (Adam's
     first steps move every weight by about ``lr`` whatever its scale, which would wreck a map
@@ -50,21 +72,22 @@ class FitConfig:
     seed: int = 0  # seeds batch sampling (and the loss's directions when it draws any)
 
 
-def fit(
+def train_adam(
     model: nn.Module,
     loss: nn.Module,
     source: Tensor,
     target: Tensor,
-    config: FitConfig | None = None,
+    config: AdamConfig | None = None,
     callback: Callback | None = None,
-) -> dict[str, list[float]]:
+) -> History:
     r"""Trains ``model`` so that ``model(source)`` is distributed like ``target``.
 
     Each step draws ``batch_size`` source and target samples (with replacement), minimises
     ``loss(model(x), y) + transport_cost * mean |model(x) - x|^2 + smoothness * R(x)`` (``R`` the
     :func:`~otcolor.losses.jacobian_penalty`) with Adam, and reports
-    ``callback(step, {"loss": ..., "lr": ...})``. A non-finite loss restores the last good
-    parameters and retries at half the learning rate; a second one raises.
+    ``callback(step, {"loss": ..., "fit": ..., "lr": ...})`` (``fit``: the loss term alone). A
+    non-finite loss restores the last good parameters and retries at half the learning rate; a
+    second one raises.
 
     Arguments:
         model: the map, :math:`(N, D) \to (N, D)`.
@@ -75,20 +98,20 @@ def fit(
         callback: called after every step with the step (from 1) and its logs.
 
     Returns:
-        The logs, ``{"loss": [...], "lr": [...]}``, one entry per step.
+        The logs (:data:`LOG_KEYS`), one entry per step.
 
     Raises:
         TrainingError: if the loss is still non-finite after the retry.
     """
 
-    config = config or FitConfig()
+    config = config or AdamConfig()
     generator = torch.Generator().manual_seed(config.seed)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.lr)
     lr_scale = 1.0
     retried = False
     good_state = copy.deepcopy(model.state_dict())
-    history: dict[str, list[float]] = {"loss": [], "lr": []}
+    history = new_history()
     n_source, n_target = source.shape[0], target.shape[0]
     batch = config.batch_size
 
@@ -101,7 +124,8 @@ def fit(
         x = source[_indices(n_source, batch, generator, source.device)]
         y = target[_indices(n_target, batch, generator, target.device)]
         mapped = model(x)
-        value = loss(mapped, y)
+        fit_term = loss(mapped, y)
+        value = fit_term
         if config.transport_cost:
             value = value + config.transport_cost * (mapped - x).square().sum(-1).mean()
         if config.smoothness:
@@ -128,9 +152,9 @@ def fit(
         if step % 25 == 0 and all(torch.isfinite(p).all() for p in params):
             good_state = copy.deepcopy(model.state_dict())
 
-        logs = {"loss": float(value.detach()), "lr": lr}
-        history["loss"].append(logs["loss"])
-        history["lr"].append(lr)
+        logs = {"loss": float(value.detach()), "fit": float(fit_term.detach()), "lr": lr}
+        for key in LOG_KEYS:
+            history[key].append(logs[key])
         if callback is not None:
             callback(step, logs)
 
@@ -142,8 +166,9 @@ def fit(
 
 
 @dataclass
-class RegressionConfig:
-    r"""How :func:`fit_regression` trains: full-batch L-BFGS with a backtracking line search.
+class LbfgsConfig:
+    r"""How :func:`train_lbfgs` and :func:`regress` train: full-batch L-BFGS with a backtracking
+    line search.
 
     Regression onto fixed targets is smooth and deterministic, the setting where a quasi-Newton
     method beats Adam by an order of magnitude in steps: 200 iterations on 4000 pairs converge
@@ -155,16 +180,20 @@ class RegressionConfig:
     penalty_power: float = 3.0  # its power mean: > 1 leans on the steepest places
     history_size: int = 20  # L-BFGS memory
     penalty_points: int | None = None  # penalty on this many of the inputs (None: all)
+    # Stop on a plateau: when the objective fell by less than this fraction of its value over
+    # the last `patience` iterations (0: run every step).
+    tolerance: float = 0.0
+    patience: int = 10
 
 
-def fit_regression(
+def regress(
     model: nn.Module,
     inputs: Tensor,
     targets: Tensor,
-    config: RegressionConfig | None = None,
+    config: LbfgsConfig | None = None,
     callback: Callback | None = None,
     weights: Tensor | None = None,
-) -> dict[str, list[float]]:
+) -> History:
     r"""Fits ``model(inputs) ≈ targets`` in least squares, plus a smoothness penalty.
 
     Minimises :math:`\sum_i w_i \|T(x_i) - t_i\|^2 + \lambda R(x)` (:math:`w_i = 1/N` unless
@@ -182,13 +211,13 @@ def fit_regression(
         weights: :math:`w`, with shape :math:`(N,)`, summing to one; uniform by default.
 
     Returns:
-        The logs, ``{"loss": [...], "fit": [...]}``, one entry per iteration.
+        The logs (:data:`LOG_KEYS`), one entry per iteration.
 
     Raises:
         TrainingError: if the objective is not finite at the starting point.
     """
 
-    config = config or RegressionConfig()
+    config = config or LbfgsConfig()
     probe = inputs[: config.penalty_points]  # a fixed subset keeps the objective deterministic
     w = None if weights is None else weights.to(inputs)
 
@@ -196,18 +225,18 @@ def fit_regression(
         squared = (model(inputs) - targets).square().sum(-1)
         return squared.mean() if w is None else (squared * w).sum()
 
-    return fit_lbfgs(model, mse, config, probe, callback)
+    return train_lbfgs(model, mse, config, probe, callback)
 
 
-def fit_lbfgs(
+def train_lbfgs(
     model: nn.Module,
     loss: Callable[[], Tensor],
-    config: RegressionConfig,
+    config: LbfgsConfig,
     probe: Tensor | None = None,
     callback: Callback | None = None,
     first_step: int = 1,
     probe_weights: Tensor | None = None,
-) -> dict[str, list[float]]:
+) -> History:
     r"""Minimises ``loss()`` :math:`+ \lambda R(\text{probe})` over the model's parameters by
     full-batch L-BFGS (``config.steps`` iterations, :math:`\lambda` = ``config.smoothness``).
 
@@ -226,14 +255,14 @@ def fit_lbfgs(
         probe_weights: weights of the probe points (summing to one); uniform by default.
 
     Returns:
-        The logs, ``{"loss": [...], "fit": [...]}``: the objective and its fit term.
+        The logs (:data:`LOG_KEYS`): the objective, its fit term and the accepted step length.
 
     Raises:
         TrainingError: if the objective is not finite at the start or the parameters end so.
     """
 
     params = [p for p in model.parameters() if p.requires_grad]
-    history: dict[str, list[float]] = {"loss": [], "fit": []}
+    history = new_history()
     latest: dict[str, float] = {}
 
     def objective(theta: Tensor) -> tuple[Tensor, Tensor]:
@@ -255,10 +284,11 @@ def fit_lbfgs(
         grad = torch.cat([p.grad.reshape(-1) for p in params])
         return value.detach(), grad
 
-    def report(step: int) -> None:
+    def report(step: int, length: float) -> None:
         # The last evaluation is the one at the point the line search accepted.
-        history["loss"].append(latest["loss"])
-        history["fit"].append(latest["fit"])
+        latest["lr"] = length
+        for key in LOG_KEYS:
+            history[key].append(latest[key])
         if callback is not None:
             callback(first_step + step - 1, dict(latest))
 
@@ -269,6 +299,7 @@ def fit_lbfgs(
         config.steps,
         config.history_size,
         report,
+        (config.tolerance, config.patience),
     )
     with torch.no_grad():
         vector_to_parameters(theta, params)
@@ -283,16 +314,19 @@ def _lbfgs(
     theta: Tensor,
     steps: int,
     memory: int,
-    on_step: Callable[[int], None],
+    on_step: Callable[[int, float], None],
+    plateau: tuple[float, int] = (0.0, 10),
 ) -> Tensor:
     r"""Minimises a smooth function by L-BFGS with a backtracking (Armijo) line search.
 
     Written here rather than taken from ``torch.optim.LBFGS`` because the first use of any
     torch optimiser imports ``torch._dynamo``, about 1.1 s, a seventh of a whole colour
     transfer on two cores; the algorithm itself is twenty lines (Nocedal and Wright,
-    Numerical Optimization, algorithms 7.4 and 3.1). ``on_step(k)`` is called after iteration
-    ``k`` with the objective last evaluated at the accepted point. Stops early when the
-    gradient or the decrease vanishes.
+    Numerical Optimization, algorithms 7.4 and 3.1). ``on_step(k, t)`` is called after iteration
+    ``k`` (step length ``t``) with the objective last evaluated at the accepted
+    point. Stops early when the gradient or the decrease vanishes, or on a plateau: the
+    objective fell by less than ``plateau[0]`` of its value over the last ``plateau[1]``
+    iterations.
     """
 
     value, grad = objective(theta)
@@ -303,6 +337,8 @@ def _lbfgs(
         )
     steps_s: list[Tensor] = []
     steps_y: list[Tensor] = []
+    tolerance, patience = plateau
+    values = [float(value)]
     for step in range(1, steps + 1):
         # Two-loop recursion: direction = -H grad, H the L-BFGS inverse Hessian estimate.
         direction = -grad
@@ -347,13 +383,17 @@ def _lbfgs(
                 steps_y.pop(0)
         decrease = float(value - new_value)
         theta, value, grad = new_theta, new_value, new_grad
-        on_step(step)
+        on_step(step, t)
         if grad.abs().max() < 1e-9 or abs(decrease) < 1e-12:
             break
+        values.append(float(value))
+        if tolerance and len(values) > patience:
+            if values[-1 - patience] - values[-1] <= tolerance * abs(values[-1]):
+                break
     return theta
 
 
-def _schedule(step: int, config: FitConfig) -> float:
+def _schedule(step: int, config: AdamConfig) -> float:
     warmup = max(int(config.warmup * config.steps), 1)
     if step <= warmup:
         return step / warmup
