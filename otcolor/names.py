@@ -27,6 +27,10 @@ __all__ = [
     "MAX_FIT_FRAMES",
     "MAX_STEPS",
     "MNIST",
+    "MNIST_MAX_BATCH",
+    "MNIST_MAX_STEPS",
+    "MNIST_OBJECTIVES",
+    "MNIST_SPACES",
     "MODELS",
     "PIXEL_LOSSES",
     "PREVIEW",
@@ -61,11 +65,18 @@ BENCH_LOSSES: tuple[str, ...] = ("kl", "wgan", "sliced")
 PIXEL_LOSSES: tuple[str, ...] = ("ot", "kl", "wgan", "sliced")
 #: :data:`otcolor.mnist.latent.GENERATOR_MODELS`.
 GENERATOR_MODELS: tuple[str, ...] = ("cmgn", "mmgn", "icnn")
+#: :data:`otcolor.mnist.objectives.OBJECTIVES`: the MNIST map's training objectives.
+MNIST_OBJECTIVES: tuple[str, ...] = ("semidual", "ot", "sliced", "kl", "wgan")
+#: :data:`otcolor.mnist.latent.SPACES`: the MNIST map's latent spaces.
+MNIST_SPACES: tuple[str, ...] = ("ae", "pca")
 
 # Limits.
 
 #: :data:`otcolor.fitting.colour.MAX_STEPS`.
 MAX_STEPS = 1_000_000
+#: :data:`otcolor.mnist.generate.MAX_STEPS` and ``MAX_BATCH``.
+MNIST_MAX_STEPS = 100_000
+MNIST_MAX_BATCH = 65_536
 #: :data:`otcolor.video.MAX_FIT_FRAMES`.
 MAX_FIT_FRAMES = 10_000
 #: :data:`otcolor.io.DEFAULT_MAX_PIXELS`: Pillow's ``Image.MAX_IMAGE_PIXELS``.
@@ -124,14 +135,15 @@ class MnistDefaults:
     r""":class:`otcolor.mnist.generate.MnistConfig`."""
 
     model: str = "cmgn"
-    loss: str = "sliced"
-    steps: int = 1200
-    batch_size: int = 256
+    loss: str = "semidual"
+    space: str = "ae"
+    steps: int | None = None
+    batch_size: int | None = None
     lr: float | None = None
     samples: int = 10_000
     device: str = "auto"
     seed: int = 0
-    latent: int = 50
+    latent: int | None = None
 
 
 FIT = FitDefaults()

@@ -20,10 +20,34 @@ from otcolor.cli import app
 from otcolor.errors import InputError, UsageError
 from otcolor.mnist import MnistConfig, load_mnist, read_idx, run_mnist
 from otcolor.mnist import data as mnist_data
+from otcolor.mnist.autoencoder import AutoencoderConfig
 from otcolor.mnist.classifier import ClassifierConfig, class_consistency, frechet_distance
+from otcolor.mnist.gmm import GaussianMixtureConfig
 
 runner = CliRunner()
 UNREACHABLE = ["http://127.0.0.1:9/"]  # the discard port: connection refused at once
+
+#: What a run on the tiny synthetic digits uses: small models and references, fast.
+TINY = {
+    "samples": 64,
+    "device": "cpu",
+    "check_samples": 32,
+    "classifier": ClassifierConfig(epochs=4, batch_size=32),
+    "autoencoder": AutoencoderConfig(channels=4, epochs=2, batch_size=32),
+    "gmm": GaussianMixtureConfig(components=5, iterations=5),
+}
+REFERENCES = {
+    "train_digits",
+    "gaussian",
+    "noise",
+    "gmm_pca",
+    "pca_reconstructions",
+    "ae_reconstructions",
+    "ae_gaussian",
+    "ae_gmm",
+}
+METRICS = {"fid", "confidence", "class_entropy", "sliced_w2", "energy"}
+METRICS |= {"nn_median", "test_nn_median", "nn_ratio", "near_copies"}
 
 
 def write_idx(path: Path, array: np.ndarray) -> Path:
@@ -99,7 +123,7 @@ def test_read_idx_rejects_corrupt_files(tmp_path: Path) -> None:
         (tmp_path / name).write_bytes(raw)
         with pytest.raises(InputError, match=name if name == "magic" else "IDX"):
             read_idx(tmp_path / name)
-    (tmp_path / "bad.gz").write_bytes(b"not gzip at all")
+    (tmp_path / "bad.gz").write_bytes(b"\x1f\x8bnot gzip at all")  # gzip's magic, then junk
     with pytest.raises(InputError, match="cannot read"):
         read_idx(tmp_path / "bad.gz")
     with pytest.raises(InputError, match="no such file"):
@@ -202,14 +226,7 @@ def test_class_consistency() -> None:
 
 def test_run_mnist_five_steps(tmp_path: Path) -> None:
     folder = make_dataset(tmp_path / "d")
-    config = MnistConfig(
-        steps=5,
-        batch_size=16,
-        samples=64,
-        device="cpu",
-        data=folder,
-        classifier=ClassifierConfig(epochs=4, batch_size=32),
-    )
+    config = MnistConfig(steps=5, batch_size=16, data=folder, **TINY)
     grid = tmp_path / "grid.png"
     result = run_mnist(
         config, grid, save_model=tmp_path / "map.pt", samples_out=tmp_path / "s.npy"
@@ -218,16 +235,13 @@ def test_run_mnist_five_steps(tmp_path: Path) -> None:
     assert model.model == "cmgn" and model.grid == str(grid)
     with Image.open(grid) as image:
         assert image.size == (8 * 28 + 9 * 2,) * 2
-    assert set(result.reference) == {"train_digits", "gaussian", "noise", "gmm_pca"}
-    keys = {"fid", "confidence", "class_entropy", "sliced_w2"}
-    keys |= {"nn_median", "test_nn_median", "nn_ratio", "near_copies"}
+    assert set(result.reference) == REFERENCES
     for metrics in [
         model.metrics,
         model.start_metrics,
-        model.one_step_metrics,
         *result.reference.values(),
     ]:
-        assert set(metrics) == keys
+        assert set(metrics) == METRICS
         assert all(math.isfinite(v) for v in metrics.values())
     # The audit file: float32, one row of 784 pixels in [0, 1] per scored sample.
     samples = np.load(tmp_path / "s.npy")
@@ -235,15 +249,28 @@ def test_run_mnist_five_steps(tmp_path: Path) -> None:
     assert samples.min() >= 0 and samples.max() <= 1
     # The classifier learns the synthetic classes; real digits score far better than noise.
     assert result.classifier["test_accuracy"] > 0.9 and result.classifier["trained_now"]
+    assert result.autoencoder["trained_now"] and result.space == "ae" and result.latent == 16
     assert result.reference["train_digits"]["fid"] < result.reference["noise"]["fid"]
     saved = torch.load(tmp_path / "map.pt", weights_only=True)
-    assert saved["model"] == "cmgn" and "state_dict" in saved
-    # Same seed, cached classifier: the same numbers; no overwrite without force.
+    assert saved["model"] == "cmgn" and saved["space"] == "ae"
+    assert any(k.startswith("codec.autoencoder.") for k in saved["state_dict"])
+    # Same seed, cached classifier and autoencoder: the same numbers; no overwrite without force.
     with pytest.raises(UsageError, match="exists"):
         run_mnist(config, grid)
     again = run_mnist(config, grid, force=True, save_model=tmp_path / "map.pt")
-    assert not again.classifier["trained_now"]
+    assert not again.classifier["trained_now"] and not again.autoencoder["trained_now"]
     assert again.models[0].metrics == model.metrics
+    assert again.reference == result.reference
+
+
+def test_run_mnist_pca_space(tmp_path: Path) -> None:
+    folder = make_dataset(tmp_path / "d")
+    config = MnistConfig(steps=3, batch_size=16, data=folder, space="pca", latent=8, **TINY)
+    result = run_mnist(config)
+    assert result.space == "pca" and result.latent == 8 and not result.autoencoder
+    assert set(result.reference) == REFERENCES - {"ae_reconstructions", "ae_gaussian", "ae_gmm"}
+    assert math.isfinite(result.models[0].metrics["fid"])
+    assert not list((tmp_path / "cache" / "otcolor").glob("mnist-autoencoder-*"))
 
 
 def test_cli_json_all_models(tmp_path: Path) -> None:
@@ -268,6 +295,10 @@ def test_cli_json_all_models(tmp_path: Path) -> None:
         "--json",
         "--loss",
         "wgan",  # the library test covers the default loss, this one the seed's
+        "--space",
+        "pca",  # and the autoencoder (its training dominates a run on these digits)
+        "--latent",
+        "8",
     ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -275,7 +306,13 @@ def test_cli_json_all_models(tmp_path: Path) -> None:
     assert [m["model"] for m in payload["models"]] == ["cmgn", "mmgn", "icnn"]
     for name in ("cmgn", "mmgn", "icnn"):
         assert (tmp_path / f"g-{name}.png").is_file()
-    assert set(payload["reference"]) == {"train_digits", "gaussian", "noise", "gmm_pca"}
+    assert set(payload["reference"]) == {
+        "train_digits",
+        "gaussian",
+        "noise",
+        "gmm_pca",
+        "pca_reconstructions",
+    }
     assert all("nn_ratio" in m["start_metrics"] for m in payload["models"])
     assert payload["steps"] == 3 and payload["device"] == "cpu" and payload["loss"] == "wgan"
     # Existing grids are kept without --force: usage error, before any training.

@@ -25,6 +25,8 @@ def test_the_names_are_the_registries_keys_in_their_order() -> None:
     from otcolor.io.lut import LUT_FORMATS, LUT_METHODS
     from otcolor.losses import LOSSES
     from otcolor.mnist.latent import GENERATOR_MODELS
+    from otcolor.mnist.latent import SPACES as MNIST_SPACES
+    from otcolor.mnist.objectives import OBJECTIVES as MNIST_OBJECTIVES
     from otcolor.models import MODELS
     from otcolor.spaces import SPACES
 
@@ -41,6 +43,8 @@ def test_the_names_are_the_registries_keys_in_their_order() -> None:
         "BENCH_LOSSES": BENCH_LOSSES,
         "PIXEL_LOSSES": PIXEL_LOSSES,
         "GENERATOR_MODELS": GENERATOR_MODELS,
+        "MNIST_OBJECTIVES": MNIST_OBJECTIVES,
+        "MNIST_SPACES": MNIST_SPACES,
     }
     assert {k: getattr(names, k) for k in registries} == {
         k: tuple(registry) for k, registry in registries.items()
@@ -50,10 +54,13 @@ def test_the_names_are_the_registries_keys_in_their_order() -> None:
 def test_the_limits_are_the_librarys() -> None:
     from otcolor.fitting.colour import DEFAULT_SMOOTHNESS, MAX_STEPS
     from otcolor.io import DEFAULT_MAX_PIXELS
+    from otcolor.mnist.generate import MAX_BATCH as MNIST_MAX_BATCH
+    from otcolor.mnist.generate import MAX_STEPS as MNIST_MAX_STEPS
     from otcolor.video import MAX_FIT_FRAMES
 
     assert names.MAX_STEPS == MAX_STEPS
     assert names.MAX_FIT_FRAMES == MAX_FIT_FRAMES
+    assert (names.MNIST_MAX_STEPS, names.MNIST_MAX_BATCH) == (MNIST_MAX_STEPS, MNIST_MAX_BATCH)
     assert names.DEFAULT_MAX_PIXELS == DEFAULT_MAX_PIXELS == Image.MAX_IMAGE_PIXELS
     assert names.DEFAULT_SMOOTHNESS == DEFAULT_SMOOTHNESS
 

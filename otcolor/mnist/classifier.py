@@ -19,6 +19,7 @@ __all__ = [
     "predict",
 ]
 
+import io
 import math
 import os
 import pickle
@@ -31,8 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import OutputError
-from ..io import write_atomically
+from ..errors import InputError, OutputError
+from ..io import read_regular, write_atomically
+
+#: A cache file larger than this is not read (the classifier's is about 0.3 MB).
+_MAX_CACHE_BYTES = 64 << 20
 
 
 class Classifier(nn.Module):
@@ -151,12 +155,16 @@ def load_or_train_classifier(
     key = "-".join(f"{k}{v}" for k, v in asdict(config).items())
     path = Path(cache) / f"mnist-classifier-{fingerprint}-{key}.pt"
     model = Classifier()
-    if path.is_file():
+    if path.exists():
         try:
-            model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+            # A regular file of bounded size only: a FIFO or a device in the cache never blocks.
+            payload = read_regular(path, _MAX_CACHE_BYTES, what="cache file")
+            model.load_state_dict(
+                torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+            )
             model.eval()
             return model, False
-        except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError):
+        except (InputError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError):
             model = Classifier()  # a corrupt cache is retrained and replaced, never fatal
     # Checked before the ~25 s of training, which an unwritable cache must not waste: the
     # classifier is then trained for this run only.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 __all__ = [
     "FILES",
+    "MAX_IDX_BYTES",
     "MIRRORS",
     "MnistData",
     "cache_dir",
@@ -23,18 +24,22 @@ __all__ = [
 import contextlib
 import gzip
 import hashlib
+import math
 import os
 import struct
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+import zlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from ..errors import InputError
+from ..io import open_regular
 
 #: The standard files by role: name (without ``.gz``), and size and MD5 of the ``.gz`` that the
 #: mirrors serve (the checksums every MNIST loader checks; a truncated or corrupt download is
@@ -81,48 +86,104 @@ _IDX_TYPES = {
 Progress = Callable[[int, int], None]
 
 
-def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
-    r"""Reads an IDX file (raw, or gzip-compressed when its name ends in ``.gz``).
+#: The largest IDX payload read, in bytes (256 MiB: over five times MNIST's 47 MB training
+#: images). A header that declares more is refused before anything is decompressed, and no
+#: file is ever read past what its header declares, so a small compressed file cannot expand
+#: into gigabytes (a gzip bomb).
+MAX_IDX_BYTES = 1 << 28
+
+# Decompressed bytes read per call: bounds the memory one read takes besides the result.
+_CHUNK = 1 << 20
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_HINT_REFETCH = "delete it and fetch it again"
+
+
+def read_idx(path: str | os.PathLike[str], max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
+    r"""Reads an IDX file, raw or gzip-compressed (recognised by its first bytes, not its name).
 
     The format: two zero bytes, a type code, the number of dimensions :math:`k`, :math:`k`
-    big-endian 32-bit sizes, then the values in C order.
+    big-endian 32-bit sizes, then the values in C order. The payload size the header declares
+    (computed exactly, so no product of sizes can overflow) is checked against ``max_bytes``
+    before the payload is read, and the payload is read in bounded chunks, one byte past the
+    declared size at most (to tell a file with trailing data).
 
     Raises:
-        InputError: the file is missing, unreadable, not IDX, or truncated.
+        InputError: the file is missing, not a regular file, unreadable, not IDX, truncated,
+            longer than its header says, or declares more than ``max_bytes`` of values.
+
+    Example:
+        >>> import gzip, os, struct, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "tiny.gz")
+        >>> with open(path, "wb") as fp:
+        ...     _ = fp.write(gzip.compress(bytes([0, 0, 8, 2]) + struct.pack(">2I", 2, 3) + bytes(6)))
+        >>> read_idx(path).shape
+        (2, 3)
     """
 
     path = Path(path)
-    try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as fp:
-                raw = fp.read()
-        else:
-            raw = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except (OSError, EOFError, gzip.BadGzipFile) as err:
-        raise InputError(f"{path}: cannot read: {err}", "delete it and fetch it again") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
+    # open_regular refuses a missing file, a folder, a FIFO or a device before a byte is read,
+    # and never blocks on the open.
+    with open_regular(path, what="data file", hint=_HINT_REFETCH) as raw:
+        try:
+            with _decompressed(raw) as fp:
+                return _read_idx_stream(fp, path, max_bytes)
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as err:
+            raise InputError(f"{path}: cannot read: {err}", _HINT_REFETCH) from None
+
+
+@contextlib.contextmanager
+def _decompressed(raw: BinaryIO) -> Iterator[BinaryIO]:
+    r"""The file itself, or a streaming gzip reader over it when it starts like gzip."""
+
+    magic = raw.read(2)
+    raw.seek(0)
+    if magic != _GZIP_MAGIC:
+        yield raw
+        return
+    with gzip.GzipFile(fileobj=raw, mode="rb") as fp:
+        yield fp  # type: ignore[misc]
+
+
+def _read_exactly(fp: BinaryIO, size: int) -> bytes:
+    r"""Reads up to ``size`` bytes in chunks of :data:`_CHUNK` (fewer only at the end)."""
+
+    parts = []
+    while size > 0:
+        part = fp.read(min(size, _CHUNK))
+        if not part:
+            break
+        parts.append(part)
+        size -= len(part)
+    return b"".join(parts)
+
+
+def _read_idx_stream(fp: BinaryIO, path: Path, max_bytes: int) -> np.ndarray:
+    magic = _read_exactly(fp, 4)
+    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_TYPES:
+        raise InputError(f"{path}: not an IDX file (bad magic number)", _HINT_REFETCH)
+    dtype, ndim = _IDX_TYPES[magic[2]], magic[3]
+    sizes = _read_exactly(fp, 4 * ndim)
+    if len(sizes) < 4 * ndim:
+        raise InputError(f"{path}: truncated IDX header", _HINT_REFETCH)
+    shape = struct.unpack(f">{ndim}I", sizes)
+    # Python integers: a product of up to 255 sizes below 2**32 is exact, never wrapped.
+    expected = math.prod(shape) * dtype.itemsize
+    if expected > max_bytes:
         raise InputError(
-            f"{path}: not an IDX file (bad magic number)", "delete it and fetch it again"
+            f"{path}: IDX header declares shape {shape} ({expected:,} bytes), above the "
+            f"limit of {max_bytes:,} bytes",
+            "this is not an MNIST-sized file; check the --data folder",
         )
-    dtype, ndim = _IDX_TYPES[raw[2]], raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise InputError(f"{path}: truncated IDX header", "delete it and fetch it again")
-    shape = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(raw) - header != expected:
+    payload = _read_exactly(fp, expected + 1)  # one more byte tells a longer file
+    if len(payload) != expected:
+        found = "more" if len(payload) > expected else f"{len(payload)}"
         raise InputError(
-            f"{path}: IDX size mismatch ({len(raw) - header} data bytes, expected {expected} "
-            f"for shape {shape})",
+            f"{path}: IDX size mismatch ({found} data bytes, expected {expected} for shape "
+            f"{shape})",
             "the file is truncated or corrupt; delete it and fetch it again",
         )
-    return (
-        np.frombuffer(raw, dtype=dtype, offset=header)
-        .reshape(shape)
-        .astype(dtype.newbyteorder("="))
-    )
+    return np.frombuffer(payload, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 @dataclass
@@ -200,7 +261,7 @@ def download(
     r"""Downloads the four ``.gz`` files into ``folder`` (the cache by default).
 
     Each file is streamed to a temporary file in the same folder, its size and MD5 are
-    checked are checked against :data:`FILES`, and only then is it renamed into place: an interrupted or
+    checked against :data:`FILES`, and only then is it renamed into place: an interrupted or
     corrupt download never leaves a file that looks complete. Files already present are kept.
 
     Arguments:
@@ -304,10 +365,13 @@ def load_mnist(
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         where = found / FILES[f"{split}_images"][0]
-        if images.ndim != 3 or images.dtype != np.uint8:
+        if images.ndim != 3 or images.dtype != np.uint8 or images.shape[1:] != (28, 28):
             raise InputError(
-                f"{where}: expected uint8 images of shape (N, H, W), got {images.dtype} {images.shape}"
+                f"{where}: expected uint8 images of shape (N, 28, 28), got {images.dtype} "
+                f"{images.shape}"
             )
+        if images.shape[0] < 2:
+            raise InputError(f"{where}: needs at least 2 images, got {images.shape[0]}")
         if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
             raise InputError(
                 f"{where}: {images.shape[0]} images but "
@@ -315,8 +379,6 @@ def load_mnist(
             )
         if labels.size and (labels.min() < 0 or labels.max() > 9):
             raise InputError(f"{found / FILES[f'{split}_labels'][0]}: labels outside 0..9")
-    if arrays["train_images"].shape[1:] != arrays["test_images"].shape[1:]:
-        raise InputError(f"{found}: train and test images differ in size")
     digest = hashlib.sha256()
     for role in FILES:
         digest.update(arrays[role].tobytes())

@@ -36,13 +36,20 @@ def output_paths(output: Path, models: list[str]) -> list[Path]:
     return [output.with_name(f"{output.stem}-{name}{output.suffix}") for name in models]
 
 
-def save_model(path: Path, model: LatentGenerator, name: str, overwrite: bool = True) -> None:
+def save_model(
+    path: Path, model: LatentGenerator, name: str, space: str, overwrite: bool = True
+) -> None:
+    r"""Saves the generator: a ``torch.save`` dict with the map's name and constructor
+    arguments, the latent space (``ae`` or ``pca``) and its dimension, and the ``state_dict``
+    (``map.*``, and ``codec.*``: the decoder's weights and the whitening)."""
+
     payload = {
         "model": name,
         "kwargs": GENERATOR_MODELS[name],
-        "features": model.latent_features,  # the map's dimension (PCA coordinates)
+        "space": space,
+        "features": model.latent_features,
         "pixels": PIXELS,
-        "state_dict": model.state_dict(),  # map.*, plus the decoder's mean and basis
+        "state_dict": model.state_dict(),
     }
     atomic_torch_save(payload, path, overwrite)
 
