@@ -3,6 +3,7 @@ fit follows the look, overrides, rendering and provenance."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from pathlib import Path
@@ -89,10 +90,21 @@ def _old_map(path: Path, regrain: bool | None) -> Path:
     else:
         fit["regrain"] = regrain
     meta["fit"] = json.dumps(fit)
+    # Nor did they keep the approved still's LUT: drop its bytes and sign the rest again.
+    body, kept, offset = data[8 + length :], [], 0
+    for name in sorted(k for k in header if k != "__metadata__"):
+        begin, end = header[name]["data_offsets"]
+        if name == "still_lut":
+            del header[name]
+            continue
+        kept.append(body[begin:end])
+        header[name]["data_offsets"] = [offset, offset + end - begin]
+        offset += end - begin
+    meta["sha256"] = hashlib.sha256(b"".join(kept)).hexdigest()
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)
     old = path.with_name(f"old-{regrain}.otmap")
-    old.write_bytes(struct.pack("<Q", len(text)) + text + data[8 + length :])
+    old.write_bytes(struct.pack("<Q", len(text)) + text + b"".join(kept))
     return old
 
 
@@ -125,26 +137,21 @@ def test_a_custom_regrain_round_trips_through_the_map_file(tmp_path: Path) -> No
     assert load_map(tmp_path / "c.otmap").look.settings == look.settings
 
 
-def test_lut_of_a_regrained_look_says_what_it_holds(
+def test_lut_of_a_regrained_look_without_its_still_says_what_it_holds(
     pair: tuple[Path, Path], tmp_path: Path
 ) -> None:
+    # A map file from before the still LUT was kept: the LUT is the pure map, and says so.
     src, tgt = pair
     saved = tmp_path / "m.otmap"
-    args = [
-        "transfer",
-        str(src),
-        str(tgt),
-        "-o",
-        str(tmp_path / "o.png"),
-        "--save-map",
-        str(saved),
-    ]
+    args = ["transfer", str(src), str(tgt), "-o", str(tmp_path / "o.png"), "--save-map",
+            str(saved)]  # fmt: skip
     assert runner.invoke(app, [*args, *FAST]).exit_code == 0
-    result = runner.invoke(app, ["lut", str(saved), "-o", str(tmp_path / "l.cube"), "--size", "5"])
+    old = _old_map(saved, True)
+    result = runner.invoke(app, ["lut", str(old), "-o", str(tmp_path / "l.cube"), "--size", "5"])
     assert result.exit_code == 0
     (line,) = [x for x in result.stderr.splitlines() if x.strip()]
-    assert "regrain" in line and "colour function" in line
-    result = runner.invoke(app, ["lut", str(saved), "-o", str(tmp_path / "j.cube"), "--json"])
+    assert "regrain" in line and "colour function" in line and "--source" in line
+    result = runner.invoke(app, ["lut", str(old), "-o", str(tmp_path / "j.cube"), "--json"])
     assert json.loads(result.stdout)["warnings"] == [line.split("Warning: ", 1)[-1]]
 
 
