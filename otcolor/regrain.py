@@ -232,6 +232,19 @@ def _map_lattice(table: ColorTable, colours: np.ndarray) -> np.ndarray:
     return out
 
 
+def _widen(coef: Tensor, scale: int) -> Tensor:
+    r"""Linear upsampling of every row by ``scale``, :math:`(C, h, w)` → :math:`(C, h, w s)`:
+    the sample positions and clamping of :func:`_bilinear` (``align_corners=False``) in one
+    fused pass, several times faster than gathering columns through index tensors. Rows are
+    independent, so a row comes out the same whichever band computes it; the values equal the
+    gather's within float32 rounding."""
+
+    channels, rows, width = coef.shape
+    flat = coef.reshape(1, channels * rows, width)
+    wide = F.interpolate(flat, scale_factor=scale, mode="linear", align_corners=False)
+    return wide.reshape(channels, rows, width * scale)
+
+
 def _bilinear(size: int, low: int, scale: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     r"""Bilinear upsampling from ``low`` to ``size`` samples, as ``F.interpolate`` with
     ``align_corners=False``: source indices ``i0``, ``i1`` and the weight of ``i1``."""
@@ -306,7 +319,10 @@ def regrain(
         i0 = torch.from_numpy(r0[y_lo:y_hi] - lo).to(device)
         i1 = torch.from_numpy(r1[y_lo:y_hi] - lo).to(device)
         wy = torch.from_numpy(rw[y_lo:y_hi]).to(device)[None, :, None]
-        wide = coef[:, :, c0_t] * (1 - cw_t) + coef[:, :, c1_t] * cw_t  # (12, h, W)
+        if s & (s - 1) == 0:  # 1/s is exact: the fused kernel places the samples as _bilinear
+            wide = _widen(coef, s)[:, :, :width]  # (12, h, W)
+        else:
+            wide = coef[:, :, c0_t] * (1 - cw_t) + coef[:, :, c1_t] * cw_t
         full = wide[:, i0] * (1 - wy) + wide[:, i1] * wy  # (12, rows, W)
         x = _rows(rgb[y_lo:y_hi], device)
         x = (x.float() / 255 if x.dtype == torch.uint8 else x.float()).permute(2, 0, 1)

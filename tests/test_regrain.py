@@ -222,3 +222,14 @@ def test_a_dark_smooth_patch_keeps_its_grain_level() -> None:
     out = regrain(look, dark)
     assert pure.std() > 1.8 * dark.std()
     assert out.std() < 1.2 * dark.std() and amp999(dark, out) < 2.0
+
+
+@pytest.mark.parametrize("scale", [1, 2, 4])
+def test_the_fused_widening_is_the_bilinear_gather(scale: int) -> None:
+    from otcolor.regrain import _bilinear, _widen
+
+    coef = torch.rand(12, 9, 13, generator=torch.Generator().manual_seed(scale))
+    width = 13 * scale - 1  # cropped, as the image's last block is
+    c0, c1, cw = (torch.from_numpy(a) for a in _bilinear(width, 13, scale))
+    gathered = coef[:, :, c0] * (1 - cw) + coef[:, :, c1] * cw
+    assert torch.allclose(_widen(coef, scale)[:, :, :width], gathered, atol=3e-7, rtol=0)
