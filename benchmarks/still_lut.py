@@ -7,7 +7,12 @@ by OpenColorIO and FFmpeg (tetrahedral) and scored against the still: mean CIEDE
 grain in the source's flattest blocks relative to the source's own
 (:func:`otcolor.bench.lutcheck.flat_noise`; the still scores itself too).
 
-Usage: ``python benchmarks/still_lut.py [--pairs ocean chelsea SRC:TGT ...] [--json]``
+With ``--gains G ...`` it also refits the still's table at each unit-gain weight γ
+(:func:`otcolor.io.stilllut.fit_still_lut`) and reads every table with otcolor's own
+tetrahedral and trilinear interpolation: the sweep behind ``STILL_GAIN``.
+
+Usage: ``python benchmarks/still_lut.py [--pairs ocean chelsea SRC:TGT ...] [--gains 0 0.05]
+[--json]``
 (short names are :data:`otcolor.bench.pixels.DEFAULT_PAIRS`).
 """
 
@@ -24,6 +29,9 @@ from otcolor.bake import bake_look
 from otcolor.bench.lutcheck import apply_ffmpeg, apply_ocio, flat_noise
 from otcolor.bench.pixels import DEFAULT_PAIRS
 from otcolor.io import load_image
+from otcolor.io.lut import fit_lut, interpolation_matrix
+from otcolor.io.mapfile import load_map
+from otcolor.io.stilllut import fit_still_lut
 from otcolor.metrics import ciede2000
 from otcolor.spaces import srgb_to_lab
 from otcolor.transfer import transfer
@@ -49,7 +57,34 @@ def _delta_e(a: np.ndarray, b: np.ndarray) -> float:
     return float(ciede2000(lab[0], lab[1]).mean())
 
 
-def run_pair(spec: str, tmp: Path) -> list[dict]:
+def _read(table: np.ndarray, source: np.ndarray, kind: str) -> np.ndarray:
+    read = interpolation_matrix(source.reshape(-1, 3) / 255.0, table.shape[0], kind)
+    values = read @ table.reshape(-1, 3).astype(np.float64)
+    return np.round(np.clip(values, 0, 1) * 255).astype(np.uint8).reshape(source.shape)
+
+
+def gain_sweep(name: str, map_path: Path, source: np.ndarray, still: np.ndarray,
+               gains: list[float]) -> list[dict]:  # fmt: skip
+    look = load_map(map_path).look
+    tables = {"pure (--pure)": fit_lut(look, 33)}
+    for gain in gains:
+        tables[f"still, gamma {gain:g}"] = fit_still_lut(
+            look, source, still / 255.0, 33, gain=gain
+        )
+    return [
+        {
+            "pair": name,
+            "lut": label,
+            "reader": f"otcolor {kind}",
+            "delta_e": _delta_e(_read(table, source, kind), still),
+            "noise": flat_noise(source, _read(table, source, kind)),
+        }  # fmt: skip
+        for label, table in tables.items()
+        for kind in ("tetrahedral", "trilinear")
+    ]
+
+
+def run_pair(spec: str, tmp: Path, gains: list[float]) -> list[dict]:
     name, source_path, target_path = _pair(spec)
     still_path, map_path = tmp / "still.png", tmp / "look.otmap"
     transfer(source_path, target_path, still_path, save_map=map_path, force=True)
@@ -63,20 +98,24 @@ def run_pair(spec: str, tmp: Path) -> list[dict]:
             out = apply(path, source)
             rows.append({"pair": name, "lut": lut, "reader": reader,
                          "delta_e": _delta_e(out, still), "noise": flat_noise(source, out)})  # fmt: skip
+    if gains:
+        rows += gain_sweep(name, map_path, source, still, gains)
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pairs", nargs="+", default=list(DEFAULT_PAIRS))
+    parser.add_argument("--gains", nargs="*", type=float, default=[])
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for spec in args.pairs:
-            rows += run_pair(spec, Path(tmp))
+            new = run_pair(spec, Path(tmp), args.gains)
+            rows += new
             if not args.json:
-                for row in rows[-5:]:
+                for row in new:
                     print(f"| {row['pair']} | {row['lut']} | {row['reader']} | "
                           f"{row['delta_e']:.2f} | {row['noise']:.2f}x |", flush=True)  # fmt: skip
     if args.json:

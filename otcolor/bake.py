@@ -4,8 +4,8 @@ What ``otcolor lut`` runs. A LUT holds a colour function. A pure look's colour f
 map (:func:`otcolor.io.lut.export_lut` fits the table to it over the whole cube). A regrained
 look is spatial: given the image the look was approved on (``source``), the table is the colour
 function closest to that still (:func:`otcolor.pipeline.approved_table`). Without it, the
-same function as the map file keeps it (``transfer --save-map`` stores it at 33 points), and
-for a file without one, or at another ``strength``, the pure colour map, with a note saying so.
+table the map file keeps (``transfer --save-map`` fits it at 33 points); for a file without
+one, or at another ``strength``, the pure colour map, with a note saying so.
 """
 
 from __future__ import annotations

@@ -121,7 +121,7 @@ class LookSettings:
         strength = self.strength
         if not (_is_number(strength) and 0.0 <= strength <= 1.0):
             raise UsageError(f"strength must be in [0, 1], got {strength!r}")
-        if not isinstance(self.preserve_luminance, bool):
+        if not isinstance(self.preserve_luminance, (bool, np.bool_)):
             raise UsageError(
                 f"preserve_luminance must be True or False, got {self.preserve_luminance!r}"
             )

@@ -299,7 +299,7 @@ def provenance(
 
 
 def approved_table(
-    look: Look, source: np.ndarray, still: np.ndarray, size: int
+    look: Look, source: np.ndarray, still: np.ndarray, size: int, mask: np.ndarray | None = None
 ) -> np.ndarray | None:
     r"""The LUT entries of a look as its still shows it: for a regrained look, the colour
     function closest to the approved still (:func:`otcolor.io.stilllut.fit_still_lut`); for a
@@ -310,8 +310,9 @@ def approved_table(
         source: the source image, :math:`(H, W, 3)`, in the working space.
         still: the look's output on it (:func:`render`), same shape.
         size: the LUT's points per axis.
+        mask: where the look was applied (``--apply-mask``), :math:`(H, W)` in :math:`[0, 1]`.
     """
 
     if look.regrain is None:
         return None
-    return fit_still_lut(look, source, still, size)
+    return fit_still_lut(look, source, still, size, mask=mask)

@@ -205,8 +205,13 @@ def transfer(
     lut_format = lut_points = None
     if lut is not None:
         lut_format, lut_points = check_lut(lut, None, lut_size)
-    for size in {STILL_SIZE if save_map is not None else None, lut_points} - {None}:
-        stills[size] = approved_table(made.look, source_image.rgb, mapped, size)
+    sizes = [STILL_SIZE] if save_map is not None else []
+    if lut_points is not None and lut_points not in sizes:
+        sizes.append(lut_points)
+    for size in sizes:
+        stills[size] = approved_table(
+            made.look, source_image.rgb, mapped, size, mask=masks["apply"]
+        )
     with outputs_together():  # the image, its map and its LUT: all of them, or none
         warnings += save_image(
             output,

@@ -142,12 +142,14 @@ def _regrained_look() -> Look:
 def test_the_still_lut_round_trips(tmp_path: Path) -> None:
     table = np.random.default_rng(0).uniform(0, 1, (5, 5, 5, 3)).astype(np.float32)
     save_map(tmp_path / "m.otmap", _regrained_look(), still=table)
-    assert np.array_equal(load_map(tmp_path / "m.otmap").still, table)
+    kept = load_map(tmp_path / "m.otmap")
+    assert np.array_equal(kept.still, table) and kept.metadata["format_version"] == 2
     save_map(tmp_path / "n.otmap", _regrained_look())
-    assert load_map(tmp_path / "n.otmap").still is None
+    plain = load_map(tmp_path / "n.otmap")
+    assert plain.still is None and plain.metadata["format_version"] == 1  # any release reads it
 
 
-@pytest.mark.parametrize("how", ["shape", "range", "pure"])
+@pytest.mark.parametrize("how", ["shape", "range", "pure", "version"])
 def test_a_bad_still_lut_is_refused_on_load(tmp_path: Path, how: str) -> None:
     table = np.full((5, 5, 5, 3), 0.5, np.float32)
     path = tmp_path / "m.otmap"
@@ -161,8 +163,10 @@ def test_a_bad_still_lut_is_refused_on_load(tmp_path: Path, how: str) -> None:
         header["still_lut"]["shape"] = [5, 5, 15, 1]
     elif how == "range":
         data[body + begin : body + begin + 4] = struct.pack("<f", 1.5)
-    else:
+    elif how == "pure":
         header["__metadata__"]["regrain"] = "null"
+    else:
+        header["__metadata__"]["format_version"] = "1"
     # Re-sign the tensors so that only the still LUT is wrong.
     header["__metadata__"]["sha256"] = hashlib.sha256(bytes(data[body:])).hexdigest()
     text = json.dumps(header, separators=(",", ":")).encode()

@@ -101,6 +101,7 @@ def _old_map(path: Path, regrain: bool | None) -> Path:
         header[name]["data_offsets"] = [offset, offset + end - begin]
         offset += end - begin
     meta["sha256"] = hashlib.sha256(b"".join(kept)).hexdigest()
+    meta["format_version"] = "1"
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)
     old = path.with_name(f"old-{regrain}.otmap")

@@ -73,3 +73,32 @@ def test_the_iterative_solve_matches_a_direct_one() -> None:
     direct = np.stack([spsolve(normal.tocsc(), rhs[:, c]) for c in range(3)], 1)
     iterative = _solve(normal, rhs, start=np.zeros_like(rhs))
     assert np.abs(iterative - direct).max() < 1e-5 * np.abs(direct).max()
+
+
+def test_an_apply_mask_weights_the_fit_to_where_the_look_was_applied() -> None:
+    # The same colours on both halves; the look applied on the left only (--apply-mask): the
+    # table must hold the look, not its average with the untouched right half.
+    rng = np.random.default_rng(3)
+    half = rng.integers(0, 256, (40, 30, 3)).astype(np.float32) / 255
+    image = np.concatenate([half, half], 1)
+    look = Look(Stretch(0.5, 0.6), LookSettings(regrain=None))
+    mapped = look(half.reshape(-1, 3)).reshape(half.shape)
+    still = np.concatenate([mapped, half], 1)
+    mask = np.concatenate([np.ones((40, 30)), np.zeros((40, 30))], 1)
+    held = _read(fit_still_lut(look, image, still, 17, gain=0.0, mask=mask), half)
+    diluted = _read(fit_still_lut(look, image, still, 17, gain=0.0), half)
+    assert np.abs(held - mapped).max() < 2 / 255
+    assert np.abs(diluted - (mapped + half) / 2).max() < 2 / 255  # what the mask prevents
+
+
+def test_a_large_lut_is_fitted_at_the_largest_fitted_size_and_read_there() -> None:
+    from otcolor.io.stilllut import MAX_FIT_SIZE, resample
+
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 256, (30, 40, 3)).astype(np.float32) / 255
+    look = Look(Stretch(0.5, 0.8), LookSettings(regrain=None))
+    still = look(image.reshape(-1, 3)).reshape(image.shape)
+    big = fit_still_lut(look, image, still, MAX_FIT_SIZE + 8, gain=0.0)
+    fitted = fit_still_lut(look, image, still, MAX_FIT_SIZE, gain=0.0)
+    assert big.shape == (MAX_FIT_SIZE + 8,) * 3 + (3,)
+    assert np.array_equal(big, resample(fitted, MAX_FIT_SIZE + 8))

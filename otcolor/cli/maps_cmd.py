@@ -189,8 +189,9 @@ def lut(
             "--source",
             exists=True,
             dir_okay=False,
-            help="The image the look was approved on: a regrained look's LUT is then the colour "
-            "function closest to its still (without it: the pure colour map).",
+            help="The image the look was approved on: a regrained look's LUT is then fitted again "
+            "to its still (without it: the still's LUT the map file keeps, or the pure colour "
+            "map for a file without one).",
         ),
     ] = None,
     pure: Annotated[

@@ -96,7 +96,7 @@ def transfer(
             min=1,
             max=MAX_STEPS,
             help=(
-                "Training steps (default: 250 L-BFGS iterations for ot, "
+                "Training steps (default: 150 L-BFGS iterations for ot, "
                 "600 Adam steps for the others)."
             ),
             show_default=False,

@@ -81,8 +81,8 @@ _FIT_POINTS = 129
 #: What a LUT made from a regrained look holds without its still, in one line for the user.
 LUT_REGRAIN_NOTE = (
     "this look regrains (spatial) and a LUT holds a colour function only; the map file keeps no "
-    "approved still at this strength, so the LUT holds the pure colour map: give --source (the "
-    "image the look was approved on) for the function closest to its still"
+    "approved still (or not at this strength), so the LUT holds the pure colour map: give "
+    "--source (the image the look was approved on) for the function closest to its still"
 )
 
 

@@ -1,7 +1,7 @@
 r"""Saved maps (``.otmap``): a versioned file that loads without running code.
 
-Format ``otcolor-map``, version 1, in the safetensors layout (readable by the ``safetensors``
-library, which otcolor does not need):
+Format ``otcolor-map``, version 1 (version 2: the same with ``still_lut``, below), in the
+safetensors layout (readable by the ``safetensors`` library, which otcolor does not need):
 
 =========  =====================================================================================
 bytes      content
@@ -14,7 +14,8 @@ rest       the tensors' little-endian bytes, back to back, offsets relative to t
 =========  =====================================================================================
 
 Metadata (every value a string; ``*`` marks JSON-encoded ones): ``format`` = ``otcolor-map``,
-``format_version`` = ``1``, ``kind`` (``colormap``: :math:`T(x) = c + s\,G((x - c)/s)`, or
+``format_version`` = ``1`` (``2`` with ``still_lut``), ``kind`` (``colormap``:
+:math:`T(x) = c + s\,G((x - c)/s)`, or
 ``constant``: :math:`T(x) = c`), ``model`` (``cmgn``, ``mmgn``, ``icnn`` or ``affine``, the
 Gaussian fallback), ``model_config*`` (the model's constructor arguments), ``scale`` (:math:`s`,
 Python ``repr`` of a float: exact), the look's settings (``space``, ``strength``,
@@ -80,6 +81,12 @@ from .mapschema import (
 #: The format name and version written in every map file's metadata.
 FORMAT = "otcolor-map"
 FORMAT_VERSION = "1"
+#: The version of a file that keeps its approved still's LUT (``still_lut``): an otcolor that
+#: reads only version 1 would meet a tensor it does not know, so it says "version 2" instead
+#: of "corrupt". Files without the table stay version 1, readable by every release.
+STILL_FORMAT_VERSION = "2"
+#: The versions this otcolor reads.
+READ_VERSIONS = (FORMAT_VERSION, STILL_FORMAT_VERSION)
 
 _DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
 #: The tensor holding the approved still's LUT.
@@ -162,6 +169,7 @@ def save_map(
     if still is not None:
         _check_still(np.asarray(still), look, UsageError)
         tensors[STILL_TENSOR] = torch.as_tensor(np.asarray(still, np.float32))
+        meta["format_version"] = STILL_FORMAT_VERSION
     settings = look.settings
     meta["space"] = settings.space
     meta["strength"] = repr(float(settings.strength))
@@ -234,6 +242,9 @@ def load_map(path: str | os.PathLike[str], device: torch.device | str = "cpu") -
     try:
         header, tensors = _parse(data)
         still = tensors.pop(STILL_TENSOR, None)
+        versioned = header["__metadata__"]["format_version"] == STILL_FORMAT_VERSION
+        if versioned != (still is not None):
+            raise InputError("corrupt map file (a still LUT goes with format version 2 only)")
         look, metadata = _build(header, tensors, device)
         if still is not None:
             _check_still(still, look, InputError)
@@ -286,10 +297,10 @@ def _parse(data: bytes) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     meta = header["__metadata__"]
     if meta.get("format") != FORMAT:
         raise InputError(f"not an otcolor map file (format {meta.get('format')!r})")
-    if meta.get("format_version") != FORMAT_VERSION:
+    if meta.get("format_version") not in READ_VERSIONS:
         raise InputError(
             f"map format version {meta.get('format_version')!r}, this otcolor "
-            f"{__version__} reads version {FORMAT_VERSION}",
+            f"{__version__} reads versions {' and '.join(READ_VERSIONS)}",
             "use the otcolor version that wrote it, or re-save the map",
         )
 

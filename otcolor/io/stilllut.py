@@ -27,6 +27,7 @@ the image size. docs/luts.md gives the measured trade between closeness and grai
 from __future__ import annotations
 
 __all__ = [
+    "MAX_FIT_SIZE",
     "STILL_GAIN",
     "STILL_SIZE",
     "STILL_SMOOTHNESS",
@@ -55,6 +56,9 @@ STILL_GAIN = 0.05
 #: Points per axis of the still LUT a map file keeps (``transfer --save-map``): the ``.cube``
 #: default; other sizes are read from it (:func:`resample`).
 STILL_SIZE = 33
+
+#: The finest lattice fitted; larger LUTs read it (a 129-point fit took 51 s and 2 GB).
+MAX_FIT_SIZE = 65
 
 #: :math:`\mu`: the pull of unreached nodes towards the pure colour function.
 _PIN = 1e-3
@@ -97,7 +101,7 @@ def flat_mask(source: np.ndarray, radius: int = 3, threshold: float = 2.0 / 255)
 
     from scipy.ndimage import uniform_filter
 
-    luma = np.asarray(source, np.float64) @ np.array([0.2126, 0.7152, 0.0722])
+    luma = np.asarray(source, np.float32) @ np.array([0.2126, 0.7152, 0.0722], np.float32)
     if source.dtype == np.uint8:
         luma = luma / 255
     smooth = uniform_filter(luma, 2 * radius + 1)
@@ -120,8 +124,13 @@ def fit_still_lut(
     smoothness: float = STILL_SMOOTHNESS,
     gain: float = STILL_GAIN,
     kinds: tuple[str, ...] = ("tetrahedral", "trilinear"),
+    mask: np.ndarray | None = None,
 ) -> np.ndarray:
     r"""The :math:`N^3` table that best reproduces ``still`` from ``source`` (module docstring).
+
+    Sizes above :data:`MAX_FIT_SIZE` are fitted at that size and read at the asked one
+    (:func:`resample`): the system grows as :math:`N^3` and a finer lattice holds no more of a
+    still than its distinct colours allow.
 
     Arguments:
         look: the look that made the still (its pure colour function fills unreached nodes).
@@ -132,6 +141,12 @@ def fit_still_lut(
         gain: :math:`\gamma`.
         kinds: the readers' interpolations to fit for (FFmpeg reads tetrahedrally, OCIO's
             default is trilinear): the data term is summed over them.
+        mask: where the look was applied, :math:`(H, W)` in :math:`[0, 1]` (``--apply-mask``):
+            each pixel's equation is weighted by it, so that untouched pixels do not pull the
+            table towards the identity.
+
+    The source's colours are taken at 8 bits (a 16-bit source's equations are merged per
+    8-bit colour); the still keeps its precision in their means.
 
     Returns:
         The table, :math:`(N, N, N, 3)` indexed ``[b, g, r]``, float32 in :math:`[0, 1]`.
@@ -139,12 +154,31 @@ def fit_still_lut(
 
     from scipy import sparse
 
+    if size > MAX_FIT_SIZE:
+        table = fit_still_lut(look, source, still, MAX_FIT_SIZE, smoothness=smoothness,
+                              gain=gain, kinds=kinds, mask=mask)  # fmt: skip
+        return resample(table, size)
     # One equation per distinct 8-bit source colour, weighted by its pixels: the mean output.
-    keys = keys_of(source.reshape(-1, 3)).astype(np.int64)
-    unique, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
-    flat = np.asarray(still, np.float64).reshape(-1, 3)
-    sums = np.stack([np.bincount(inverse, flat[:, c], unique.size) for c in range(3)], 1)
-    outputs = sums / counts[:, None]
+    keys = keys_of(source.reshape(-1, 3))
+    unique, inverse = np.unique(keys, return_inverse=True)
+    unique = unique.astype(np.int64)
+    pixel_weight = None if mask is None else np.asarray(mask, np.float64).reshape(-1)
+    counts = np.bincount(inverse, pixel_weight, unique.size)
+    flat = np.asarray(still).reshape(-1, 3)
+    sums = np.stack(
+        [
+            np.bincount(
+                inverse, flat[:, c] if mask is None else flat[:, c] * pixel_weight, unique.size
+            )  # fmt: skip
+            for c in range(3)
+        ],
+        1,
+    )
+    reached = counts > 0
+    if not reached.any():  # the mask is empty: nothing was approved but the pure look
+        return bake_lut(look, size)
+    unique, counts = unique[reached], counts[reached]
+    outputs = sums[reached] / counts[:, None]
     colours = np.stack([unique & 255, (unique >> 8) & 255, unique >> 16], 1) / 255.0
     weights = counts / counts.sum()
 
@@ -165,8 +199,9 @@ def fit_still_lut(
         # Unit gain along every axis where flat regions' colours fall: there the still keeps
         # the grain as it was (the regrain's gain is one), so the table should not stretch it.
         flat = flat_mask(source).reshape(-1)
-        flat_keys = keys_of(source.reshape(-1, 3)[flat]).astype(np.int64)
-        present = np.isin(unique, flat_keys)
+        if mask is not None:
+            flat &= pixel_weight > 0
+        present = np.isin(unique, keys[flat].astype(np.int64))
         density = np.asarray(
             interpolation_matrix(colours[present], size, "trilinear").T @ weights[present]
         ).ravel()  # flat pixels' weight per node
