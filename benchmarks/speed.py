@@ -39,7 +39,9 @@ from otcolor.bench.pixels import DEFAULT_PAIRS
 PYTHON = sys.executable
 
 
-#: Exit codes that mean success, per program: color-matcher 0.6 exits 1 after writing its output.
+#: Exit codes that mean success, per program. color-matcher 0.6's exit code means nothing (1
+#: after writing its output, 0 on a missing input), so its runs are judged by a fresh output
+#: file instead (``alternate``'s ``outputs``).
 OK_CODES = {"color-matcher": (0, 1)}
 
 
@@ -61,13 +63,24 @@ def measure(command: list[str], cwd: Path) -> dict[str, float]:
     }
 
 
-def alternate(commands: dict[str, list[str]], cwd: Path, repeats: int) -> dict[str, dict]:
-    r"""Runs the commands in turn, A B A B, ``repeats`` times; the medians of each."""
+def alternate(
+    commands: dict[str, list[str]],
+    cwd: Path,
+    repeats: int,
+    outputs: dict[str, Path] | None = None,
+) -> dict[str, dict]:
+    r"""Runs the commands in turn, A B A B, ``repeats`` times; the medians of each. A command
+    named in ``outputs`` must write that file anew on every run."""
 
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in commands}
     for _ in range(repeats):
         for name, command in commands.items():
+            expected = (outputs or {}).get(name)
+            if expected is not None:
+                expected.unlink(missing_ok=True)
             runs[name].append(measure(command, cwd))
+            if expected is not None and not expected.is_file():
+                raise RuntimeError(f"{command} wrote no {expected.name}")
     return {
         name: {key: statistics.median(r[key] for r in values) for key in values[0]}
         for name, values in runs.items()
@@ -107,9 +120,8 @@ def main() -> None:
                 },
                 tmp,
                 args.repeats,
+                outputs={"color-matcher": tmp / f"{pair}_hm-mkl-hm{source.suffix}"},
             )  # fmt: skip
-            if not (tmp / f"{pair}_hm-mkl-hm{source.suffix}").is_file():
-                raise RuntimeError("color-matcher wrote no output")
             rows.append({"what": f"transfer {pair}", **_ratio(result, "otcolor", "color-matcher")})
 
         day, sunset = (ROOT / p for p in DEFAULT_PAIRS["ocean"])
