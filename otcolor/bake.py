@@ -77,8 +77,18 @@ def bake_look(
         else:
             image = load_image(source)
             warnings += image.warnings
+            fitted_on = saved.metadata.get("source")
+            recorded = fitted_on.get("sha256") if isinstance(fitted_on, dict) else None
+            if recorded is not None and image.sha256 is not None and recorded != image.sha256:
+                warnings.append(
+                    f"{source} is not the image this look was fitted on "
+                    f"({fitted_on.get('name', '?')}): the LUT is closest to the look on it"
+                )
             still = render(look, image.rgb, bit_depth=image.bit_depth, warnings=warnings)
             table = approved_table(look, image.rgb, still, size)
+    elif source is not None:
+        why = "--pure" if pure else "this look is pure (a colour function already)"
+        warnings.append(f"--source is not used: {why}")
     export_lut(look, output, size, fmt, method, overwrite=force, table=table)
     return BakeResult(
         output=Path(output),

@@ -100,3 +100,34 @@ def test_a_pure_map_file_keeps_no_still(tmp_path: Path) -> None:
             str(path), "--no-regrain", *FAST]  # fmt: skip
     assert runner.invoke(app, args).exit_code == 0
     assert load_map(path).still is None
+
+
+def test_a_source_that_is_not_the_fitted_one_or_not_used_is_said(
+    made: dict[str, Path], tmp_path: Path
+) -> None:
+    other = _photo(tmp_path / "other.png", 9)
+    args = [
+        "lut",
+        str(made["map"]),
+        "-o",
+        str(tmp_path / "o.cube"),
+        "--force",
+        "--json",
+        "--source",
+    ]
+    payload = json.loads(runner.invoke(app, [*args, str(other)]).stdout)
+    assert payload["method"] == "still" and "not the image" in payload["warnings"][0]
+    payload = json.loads(runner.invoke(app, [*args, str(made["source"])]).stdout)
+    assert payload["warnings"] == []  # the image it was fitted on
+    payload = json.loads(runner.invoke(app, [*args, str(made["source"]), "--pure"]).stdout)
+    assert payload["method"] == "fit" and "--source is not used" in payload["warnings"][0]
+
+
+@pytest.mark.parametrize("name", ["kept.csp", "kept.png"])
+def test_the_kept_still_bakes_into_every_format(
+    made: dict[str, Path], tmp_path: Path, name: str
+) -> None:
+    result = runner.invoke(app, ["lut", str(made["map"]), "-o", str(tmp_path / name), "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["method"] == "still" and payload["size"] == (33 if name.endswith("csp") else 64)
