@@ -453,3 +453,22 @@ def test_cli_fit_options_past_their_bounds_are_one_line(tmp_path: Path, source: 
     run([*args, "--steps", "1000000000000000", "--loss", "sliced"], [source], code=2)
     result = runner.invoke(app, ["bench", "gmm", "--steps", str(10**15)])
     assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1
+
+
+def test_a_mask_of_the_wrong_size_is_refused_from_its_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A small file can hold a huge mask: the size check must come before any decoding.
+    import otcolor.io.decode as decode
+    from otcolor.errors import UsageError
+    from otcolor.io import load_mask
+
+    path = tmp_path / "big.png"
+    Image.new("1", (3000, 2000)).save(path)  # a few KB, 6 megapixels
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("decoded before its size was checked")
+
+    monkeypatch.setattr(decode, "load_image", never)
+    with pytest.raises(UsageError, match="mask is 3000x2000, the image is 64x48"):
+        load_mask(path, (64, 48))

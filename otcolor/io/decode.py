@@ -39,6 +39,7 @@ from .formats import (
     xmp_of,
 )
 from .png16 import check_png_crcs, read_png16
+from .probe import probe_size
 from .profiles import ColourProfile, cmyk_to_working, declared_profile, into_working
 from .tiff import read_tiff
 
@@ -266,6 +267,15 @@ def load_mask(
         UsageError: its size differs from ``size``.
     """
 
+    # A mask of the wrong size is refused from its header, before decoding what may be a large
+    # image (a 99 KB PNG can hold 9000x9000 pixels).
+    sizes = probe_size(path, max_pixels)
+    if sizes is not None and tuple(size) not in sizes:
+        width, height = min(sizes)
+        raise UsageError(
+            f"{path}: mask is {width}x{height}, the image is {size[0]}x{size[1]}",
+            "masks must have the image's size",
+        )
     mask = load_image(path, max_pixels=max_pixels, colour_managed=False)
     if mask.size != tuple(size):
         raise UsageError(
