@@ -29,7 +29,7 @@ from otcolor.bake import bake_look
 from otcolor.bench.lutcheck import apply_ffmpeg, apply_ocio, flat_noise
 from otcolor.bench.pixels import DEFAULT_PAIRS
 from otcolor.io import load_image
-from otcolor.io.lut import fit_lut, interpolation_matrix
+from otcolor.io.lut import fit_lut, read_table
 from otcolor.io.mapfile import load_map
 from otcolor.io.stilllut import fit_still_lut
 from otcolor.metrics import ciede2000
@@ -58,8 +58,7 @@ def _delta_e(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _read(table: np.ndarray, source: np.ndarray, kind: str) -> np.ndarray:
-    read = interpolation_matrix(source.reshape(-1, 3) / 255.0, table.shape[0], kind)
-    values = read @ table.reshape(-1, 3).astype(np.float64)
+    values = read_table(table, source.reshape(-1, 3) / 255.0, kind)
     return np.round(np.clip(values, 0, 1) * 255).astype(np.uint8).reshape(source.shape)
 
 

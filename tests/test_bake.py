@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from otcolor.cli import app
 from otcolor.io import load_image
-from otcolor.io.lut import interpolation_matrix, read_cube
+from otcolor.io.lut import read_cube, read_table
 from otcolor.io.mapfile import load_map
 
 runner = CliRunner()
@@ -32,9 +32,7 @@ def _photo(path: Path, seed: int) -> Path:
 
 
 def _read(cube: Path, image: np.ndarray) -> np.ndarray:
-    table = read_cube(cube)
-    read = interpolation_matrix(image.reshape(-1, 3), table.shape[0], "tetrahedral")
-    return (read @ table.reshape(-1, 3).astype(np.float64)).reshape(image.shape)
+    return read_table(read_cube(cube), image.reshape(-1, 3)).reshape(image.shape)
 
 
 @pytest.fixture(scope="module")

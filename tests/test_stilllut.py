@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from torch import Tensor, nn
 
-from otcolor.io.lut import interpolation_matrix
+from otcolor.io.lut import read_table
 from otcolor.io.stilllut import fit_still_lut, flat_mask
 from otcolor.look import Look, LookSettings
 from otcolor.regrain import regrain
@@ -24,8 +24,7 @@ class Stretch(nn.Module):
 
 
 def _read(table: np.ndarray, image: np.ndarray) -> np.ndarray:
-    read = interpolation_matrix(image.reshape(-1, 3), table.shape[0], "tetrahedral")
-    return (read @ table.reshape(-1, 3).astype(np.float64)).reshape(image.shape)
+    return read_table(table, image.reshape(-1, 3)).reshape(image.shape)
 
 
 def test_a_still_that_is_a_colour_function_is_reproduced() -> None:

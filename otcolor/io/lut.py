@@ -38,7 +38,9 @@ __all__ = [
     "export_lut",
     "fit_lut",
     "interpolation_matrix",
+    "lattice",
     "read_cube",
+    "read_table",
     "write_csp",
     "write_cube",
     "write_hald",
@@ -130,6 +132,23 @@ def check_lut(
     return fmt, size
 
 
+def lattice(size: int) -> np.ndarray:
+    r"""The nodes of a regular :math:`N^3` lattice on :math:`[0, 1]^3`, :math:`(N^3, 3)`
+    float64, in table order: red fastest, then green, then blue."""
+
+    grid = np.linspace(0.0, 1.0, size)
+    b, g, r = np.meshgrid(grid, grid, grid, indexing="ij")
+    return np.stack([r, g, b], -1).reshape(-1, 3)
+
+
+def read_table(table: np.ndarray, colours: np.ndarray, kind: str = "tetrahedral") -> np.ndarray:
+    r"""A table :math:`(N, N, N, 3)` read at ``colours`` :math:`(M, 3)` in :math:`[0, 1]` as a
+    reader interpolating by ``kind`` does, :math:`(M, 3)` float64."""
+
+    read = interpolation_matrix(colours, table.shape[0], kind)
+    return read @ table.reshape(-1, 3).astype(np.float64)
+
+
 def bake_lut(look: Look, size: int, shaper: Shaper = IDENTITY) -> np.ndarray:
     r"""Evaluates a look on a regular :math:`N^3` grid of sRGB colours (of shaped colours
     with a ``shaper``: entry :math:`i` holds the look at :math:`s^{-1}(i / (N - 1))`).
@@ -151,9 +170,7 @@ def bake_lut(look: Look, size: int, shaper: Shaper = IDENTITY) -> np.ndarray:
         ((17, 17, 17, 3), 0.0)
     """
 
-    grid = np.linspace(0.0, 1.0, size)
-    b, g, r = np.meshgrid(grid, grid, grid, indexing="ij")
-    points = np.stack([r, g, b], -1).reshape(-1, 3)  # red fastest
+    points = lattice(size)
     if not shaper.is_identity:
         points = shaper.inverse(points)
     return look(points.astype(np.float32)).reshape(size, size, size, 3)

@@ -42,7 +42,7 @@ import numpy as np
 
 from ..color import keys_of
 from ..look import Look
-from .lut import bake_lut, interpolation_matrix
+from .lut import bake_lut, interpolation_matrix, lattice, read_table
 
 #: :math:`\lambda` of the module docstring, relative to the data's weight per lattice node.
 STILL_SMOOTHNESS = 0.05
@@ -244,9 +244,5 @@ def resample(table: np.ndarray, size: int) -> np.ndarray:
 
     if table.shape[0] == size:
         return table
-    grid = np.linspace(0.0, 1.0, size)
-    b, g, r = np.meshgrid(grid, grid, grid, indexing="ij")
-    nodes = np.stack([r, g, b], -1).reshape(-1, 3)
-    read = interpolation_matrix(nodes, table.shape[0], "tetrahedral")
-    values = read @ table.reshape(-1, 3).astype(np.float64)
+    values = read_table(table, lattice(size), "tetrahedral")
     return np.clip(values, 0, 1).astype(np.float32).reshape(size, size, size, 3)
