@@ -31,6 +31,7 @@ from .io import (
     load_mask,
     outputs_together,
     save_image,
+    writes_8bit_as_is,
 )
 from .io.mapfile import load_map
 from .io.probe import probe_size
@@ -266,7 +267,7 @@ def _render_all(
     apply_seconds = 0.0
     mask_cache: dict[tuple[int, int], np.ndarray] = {}
     for done, (source, target) in enumerate(zip(files, targets, strict=True), 1):
-        image = load_image(source, max_pixels=settings.max_pixels)
+        image = load_image(source, max_pixels=settings.max_pixels, keep_8bit=True)
         warnings += image.warnings
         mask = None
         if apply_mask is not None:
@@ -282,7 +283,7 @@ def _render_all(
             bit_depth=image.bit_depth,
             mask=mask,
             table=table,
-            as_uint8=True,
+            as_uint8=writes_8bit_as_is(image, profile),
             warnings=warnings,
         )
         apply_seconds += time.perf_counter() - began

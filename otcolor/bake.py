@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .io import check_output_path, load_image
+from .io import check_output_path, load_image, writes_8bit_as_is
 from .io.lut import LUT_REGRAIN_NOTE, check_lut, export_lut
 from .io.mapfile import load_map
 from .io.stilllut import resample
@@ -75,7 +75,7 @@ def bake_look(
         elif source is None:
             warnings.append(LUT_REGRAIN_NOTE)
         else:
-            image = load_image(source)
+            image = load_image(source, keep_8bit=True)
             warnings += image.warnings
             fitted_on = saved.metadata.get("source")
             recorded = fitted_on.get("sha256") if isinstance(fitted_on, dict) else None
@@ -84,7 +84,10 @@ def bake_look(
                     f"{source} is not the image this look was fitted on "
                     f"({fitted_on.get('name', '?')}): the LUT is closest to the look on it"
                 )
-            still = render(look, image.rgb, bit_depth=image.bit_depth, warnings=warnings)
+            # The still as transfer saved it (its 8-bit bytes, for an 8-bit sRGB source).
+            eight = writes_8bit_as_is(image)
+            still = render(look, image.rgb, bit_depth=image.bit_depth, as_uint8=eight,
+                           warnings=warnings)  # fmt: skip
             table = approved_table(look, image.rgb, still, size)
     elif source is not None:
         why = "--pure" if pure else "this look is pure (a colour function already)"

@@ -33,7 +33,9 @@ class ColorTable:
 
     The table holds, for every colour met so far, the look's float32 output and its 8-bit
     rounding; new images (or video frames) only evaluate the colours not seen before. Memory:
-    two tables of :math:`2^{24}` 32-bit entries (134 MB) plus 12 bytes per distinct colour.
+    a table of :math:`2^{24}` 32-bit entries (67 MB) plus 16 bytes per distinct colour, and a
+    second such table for the 8-bit outputs once :meth:`packed` is called (the regrain reads
+    the float outputs only).
 
     Arguments:
         look: the look to tabulate.
@@ -42,9 +44,30 @@ class ColorTable:
     def __init__(self, look: Look) -> None:
         self.look = look
         self.index = np.full(1 << 24, -1, np.int32)  # key -> row of `values`, -1: not yet
-        self.packed = np.zeros(1 << 24, np.uint32)  # key -> 8-bit output, R | G << 8 | B << 16
         self._values: list[np.ndarray] = []
+        self._keys: list[np.ndarray] = []  # the keys of `values`' rows
+        self._packed: np.ndarray | None = None
+        self._packed_rows = 0  # rows of `values` already in `_packed`
         self.count = 0
+
+    def packed(self) -> np.ndarray:
+        r"""Key → the 8-bit output ``R | G << 8 | B << 16`` of every colour seen so far,
+        :math:`(2^{24},)` uint32: exactly what :func:`~otcolor.io.save_image` does to the float
+        outputs, so both routes give the same bytes. Made on the first call, brought up to
+        date on every call (call it again after :meth:`update`)."""
+
+        if self._packed is None:
+            self._packed = np.zeros(1 << 24, np.uint32)
+        if self._packed_rows < self.count:
+            if len(self._keys) > 1:
+                self._keys = [np.concatenate(self._keys)]
+            rows = slice(self._packed_rows, self.count)
+            eight = np.round(self.values()[rows] * np.float32(255)).astype(np.uint32)
+            self._packed[self._keys[0][rows]] = (
+                eight[:, 0] | (eight[:, 1] << 8) | (eight[:, 2] << 16)
+            )
+            self._packed_rows = self.count
+        return self._packed
 
     def values(self) -> np.ndarray:
         r"""The float outputs of the colours seen so far, :math:`(D, 3)`, in key order of arrival."""
@@ -75,9 +98,7 @@ class ColorTable:
             return
         colours = np.stack([new & 255, (new >> 8) & 255, new >> 16], -1).astype(np.float32) / 255
         mapped = self.look(colours)  # (D, 3) float32 in [0, 1]
-        # Exactly what save_image does to float pixels, so both routes give the same bytes.
-        eight = np.round(mapped * np.float32(255)).astype(np.uint32)
-        self.packed[new] = eight[:, 0] | (eight[:, 1] << 8) | (eight[:, 2] << 16)
+        self._keys.append(new)
         self.index[new] = np.arange(self.count, self.count + new.size, dtype=np.int32)
         self._values.append(mapped)
         self.count += new.size
@@ -157,14 +178,18 @@ def apply_look(
         return out.reshape(height, width, 3)
 
     table = ColorTable(look) if table is None else table
-    index, packed = table.index, table.packed
+    index = table.index
 
-    def lookup(begin: int, keys: np.ndarray, values: np.ndarray | None) -> None:
-        if values is None:
-            out[begin : begin + chunk] = packed[keys].view(np.uint8).reshape(-1, 4)[:, :3]
+    def lookup(begin: int, keys: np.ndarray, source: np.ndarray) -> None:
+        # `source`: the table's 8-bit outputs (uint8 out) or its float outputs.
+        if uint8_out:
+            out[begin : begin + chunk] = source[keys].view(np.uint8).reshape(-1, 4)[:, :3]
         else:
             part = flat[begin : begin + chunk]
-            out[begin : begin + chunk] = blend(begin, part, values[index[keys]])
+            out[begin : begin + chunk] = blend(begin, part, source[index[keys]])
+
+    def outputs() -> np.ndarray:
+        return table.packed() if uint8_out else table.values()
 
     if table.count and flat.shape[0] <= _ONE_PASS:
         # Later video frames: the table has nearly every colour already, and the 2^24-wide
@@ -172,7 +197,7 @@ def apply_look(
         for begin in starts:
             keys = keys_of(flat[begin : begin + chunk])
             table.update(keys)
-            lookup(begin, keys, None if uint8_out else table.values())
+            lookup(begin, keys, outputs())
         return out.reshape(height, width, 3)
 
     present = np.zeros(1 << 24, bool)
@@ -190,6 +215,6 @@ def apply_look(
         present &= index < 0
         table.insert(np.flatnonzero(present).astype(np.uint32))
         del present
-        values = None if uint8_out else table.values()
-        list(pool.map(lambda b: lookup(b, keys_of(flat[b : b + chunk]), values), starts))
+        source = outputs()  # brought up to date once, before the threads read it
+        list(pool.map(lambda b: lookup(b, keys_of(flat[b : b + chunk]), source), starts))
     return out.reshape(height, width, 3)

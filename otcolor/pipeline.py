@@ -41,7 +41,7 @@ from .color import ColorTable, apply_look
 from .device import first_line, release_device_memory, resolve_device
 from .errors import InputError, OutOfDeviceMemory, TrainingError
 from .fitting import Callback, FitSettings, FittedMap, fit_color_map
-from .io import LoadedImage
+from .io import LoadedImage, unit_float
 from .io.mapfile import fingerprint
 from .io.stilllut import fit_still_lut
 from .look import REGRAIN, Look, LookSettings, RegrainConfig
@@ -98,7 +98,7 @@ def sample_pixels(
     if n < 1:
         raise ValueError(f"n must be positive, got {n}")
 
-    colours = image.rgb.reshape(-1, 3)  # (H W, 3)
+    colours = image.rgb.reshape(-1, 3)  # (H W, 3), float32 or uint8
     if image.alpha is None and mask is None:
         eligible = None
         count = colours.shape[0]
@@ -118,7 +118,7 @@ def sample_pixels(
     picks = generator.choice(count, size=min(n, count), replace=False)
     if eligible is not None:
         picks = eligible[picks]
-    return colours[picks].astype(np.float32, copy=False)
+    return unit_float(colours[picks])
 
 
 def sample_colours(
@@ -234,8 +234,10 @@ def render(
         mask: where to apply, :math:`(H, W)` in :math:`[0, 1]`.
         table: the look's colour table, to reuse across images and frames.
         base: the image's base layer, when the caller has it (regrained looks).
-        as_uint8: an 8-bit image through the pure map may come back as its 8-bit rounding (the
-            bytes a saved file holds), which saves memory.
+        as_uint8: the output may come back as its 8-bit rounding (the bytes a saved 8-bit file
+            holds), which saves memory: always with the regrain, and for an 8-bit image without
+            a mask through the pure map. Ask for it only when the output is written as 8-bit
+            working-space samples (:func:`otcolor.io.writes_8bit_as_is`).
         warnings: where to report the CPU fallback.
 
     Returns:
@@ -248,7 +250,13 @@ def render(
     def run(current: Look, current_table: ColorTable | None) -> np.ndarray:
         if current.regrain is not None:
             return regrain(
-                current, rgb, current.regrain, mask=mask, table=current_table, base=base
+                current,
+                rgb,
+                current.regrain,
+                mask=mask,
+                table=current_table,
+                base=base,
+                as_uint8=as_uint8,
             )
         eight = rgb.dtype == np.uint8 or bit_depth == 8
         return apply_look(

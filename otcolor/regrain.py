@@ -47,6 +47,9 @@ from .look import REGRAIN, Look, RegrainConfig
 #: Low-resolution rows per band: bounds memory (about 1 kB per low-resolution pixel of width).
 BAND_ROWS = 64
 
+#: Full-resolution rows blended at a time (their coefficient planes take 48 bytes a pixel).
+FULL_ROWS = 32
+
 
 def _box(x: Tensor, r: int) -> Tensor:
     r"""Mean over the :math:`(2r+1)^2` window clipped to the image, over the last two axes.
@@ -204,11 +207,12 @@ def base_colors(
 
     config = config or REGRAIN
     halo = 2 * config.low_radii[0]
-    parts = []
-    for begin, end, lo, hi in _bands(rgb.shape[0], config.scale, halo):
-        base = _base_layer(_slab(rgb, config.scale, lo, hi, device), config)
-        parts.append(base[:, begin - lo : end - lo].permute(1, 2, 0).cpu().numpy())
-    return np.concatenate(parts)
+    s = config.scale
+    out = np.empty((-(-rgb.shape[0] // s), -(-rgb.shape[1] // s), 3), np.float32)
+    for begin, end, lo, hi in _bands(rgb.shape[0], s, halo):
+        base = _base_layer(_slab(rgb, s, lo, hi, device), config)
+        out[begin:end] = base[:, begin - lo : end - lo].permute(1, 2, 0).cpu().numpy()
+    return out
 
 
 def _map_lattice(table: ColorTable, colours: np.ndarray) -> np.ndarray:
@@ -263,6 +267,7 @@ def regrain(
     mask: np.ndarray | None = None,
     table: ColorTable | None = None,
     base: np.ndarray | None = None,
+    as_uint8: bool = False,
 ) -> np.ndarray:
     r"""Applies a look to an image with the regrain: :math:`O = I + \mathrm{GF}_I(T(B) - B)`.
 
@@ -274,9 +279,12 @@ def regrain(
         table: a colour table of ``look`` to reuse (video frames); a new one otherwise.
         base: :func:`base_colors` of ``rgb`` with the same ``config``, when the caller has it
             already (it fitted the map on it); the same output, without filtering twice.
+        as_uint8: return the output's 8-bit rounding, :math:`\mathrm{round}(255\,O)`, made
+            band by band: the bytes :func:`~otcolor.io.save_image` writes for the float
+            output, without a float copy of the image (a quarter of the memory).
 
     Returns:
-        The output, :math:`(H, W, 3)`, float32 in :math:`[0, 1]`.
+        The output, :math:`(H, W, 3)`, float32 in :math:`[0, 1]` (uint8 with ``as_uint8``).
     """
 
     config = config or look.settings.regrain or REGRAIN
@@ -284,7 +292,8 @@ def regrain(
     if getattr(look.map, "constant", False):  # one output colour: no grain to keep
         bit_depth = 8 if rgb.dtype == np.uint8 else 16
         table = table if bit_depth == 8 else None
-        return apply_look(look, rgb, bit_depth=bit_depth, mask=mask, table=table)
+        flat = apply_look(look, rgb, bit_depth=bit_depth, mask=mask, table=table)
+        return _quantize(flat) if as_uint8 else flat
     if mask is not None and mask.shape != (height, width):
         raise UsageError(f"mask is {mask.shape[1]}x{mask.shape[0]}, image is {width}x{height}")
     table = ColorTable(look) if table is None else table
@@ -299,7 +308,7 @@ def regrain(
     c0_t, c1_t = torch.from_numpy(c0).to(device), torch.from_numpy(c1).to(device)
     cw_t = torch.from_numpy(cw).to(device)
     r0, r1, rw = _bilinear(height, -(-height // s), s)
-    out = np.empty((height, width, 3), np.float32)
+    out = np.empty((height, width, 3), np.uint8 if as_uint8 else np.float32)
     for begin, end, lo, hi in _bands(height, s, config.halo):
         guide = _slab(rgb, s, lo, hi, device)  # (3, h, w)
         if base is None:
@@ -316,20 +325,36 @@ def regrain(
         y_hi = height if end * s >= height else int(np.searchsorted(r0, end, "left"))
         if y_hi <= y_lo:
             continue
-        i0 = torch.from_numpy(r0[y_lo:y_hi] - lo).to(device)
-        i1 = torch.from_numpy(r1[y_lo:y_hi] - lo).to(device)
-        wy = torch.from_numpy(rw[y_lo:y_hi]).to(device)[None, :, None]
-        if s & (s - 1) == 0:  # 1/s is exact: the fused kernel places the samples as _bilinear
-            wide = _widen(coef, s)[:, :, :width]  # (12, h, W)
-        else:
-            wide = coef[:, :, c0_t] * (1 - cw_t) + coef[:, :, c1_t] * cw_t
-        full = wide[:, i0] * (1 - wy) + wide[:, i1] * wy  # (12, rows, W)
-        x = _rows(rgb[y_lo:y_hi], device)
-        x = (x.float() / 255 if x.dtype == torch.uint8 else x.float()).permute(2, 0, 1)
-        a_full = full[:9].reshape(3, 3, *full.shape[1:])
-        o = x + torch.einsum("ihw,ichw->chw", x, a_full) + full[9:]
-        if mask is not None:
-            m = _rows(mask[y_lo:y_hi].astype(np.float32, copy=False), device)
-            o = x + m * (o - x)
-        out[y_lo:y_hi] = o.clamp(0, 1).permute(1, 2, 0).cpu().numpy()
+        # A few full-resolution rows at a time: their (12, rows, W) coefficient planes stay
+        # small (the whole band's were 0.2 GB at 6000 pixels wide); rows are independent, so
+        # the values do not depend on the split.
+        for top in range(y_lo, y_hi, FULL_ROWS):
+            bottom = min(top + FULL_ROWS, y_hi)
+            first, last = int(r0[top]) - lo, int(r1[bottom - 1]) - lo + 1
+            part = coef[:, first:last]  # the low rows these rows read
+            if s & (s - 1) == 0:  # 1/s is exact: the fused kernel places samples as _bilinear
+                wide = _widen(part, s)[:, :, :width]  # (12, h, W)
+            else:
+                wide = part[:, :, c0_t] * (1 - cw_t) + part[:, :, c1_t] * cw_t
+            i0 = torch.from_numpy(r0[top:bottom] - lo - first).to(device)
+            i1 = torch.from_numpy(r1[top:bottom] - lo - first).to(device)
+            wy = torch.from_numpy(rw[top:bottom]).to(device)[None, :, None]
+            full = wide[:, i0] * (1 - wy) + wide[:, i1] * wy  # (12, rows, W)
+            x = _rows(rgb[top:bottom], device)
+            x = (x.float() / 255 if x.dtype == torch.uint8 else x.float()).permute(2, 0, 1)
+            a_full = full[:9].reshape(3, 3, *full.shape[1:])
+            o = x + torch.einsum("ihw,ichw->chw", x, a_full) + full[9:]
+            if mask is not None:
+                m = _rows(mask[top:bottom].astype(np.float32, copy=False), device)
+                o = x + m * (o - x)
+            o = o.clamp(0, 1)
+            if as_uint8:  # save_image's rounding: float32 times 255, half to even
+                o = (o * 255).round_().to(torch.uint8)
+            out[top:bottom] = o.permute(1, 2, 0).cpu().numpy()
     return out
+
+
+def _quantize(rgb: np.ndarray) -> np.ndarray:
+    r"""The 8-bit rounding :func:`~otcolor.io.save_image` gives float pixels in :math:`[0, 1]`."""
+
+    return np.round(np.clip(rgb, 0, 1) * np.float32(255)).astype(np.uint8)

@@ -14,6 +14,7 @@ import numpy as np
 from .device import resolve_device
 from .errors import UsageError
 from .fitting import Callback, FitSettings
+from .heap import trim
 from .io import (
     check_distinct_outputs,
     check_output_path,
@@ -21,6 +22,8 @@ from .io import (
     load_mask,
     outputs_together,
     save_image,
+    unit_float,
+    writes_8bit_as_is,
 )
 from .io.lut import check_lut, export_lut
 from .io.mapfile import fingerprint
@@ -77,13 +80,18 @@ class TransferResult:
     lut: Path | None = None  # --lut
 
 
+#: Pixels drawn from each image for the summary metrics of a regrained look.
+SUMMARY_PIXELS = 1 << 16
+
+
 def _rms_distance(a: np.ndarray, b: np.ndarray, rows: int = 1 << 20) -> float:
     r"""The root mean squared distance between the pixels of two images, chunk by chunk."""
 
     a, b = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
     total = 0.0
     for i in range(0, a.shape[0], rows):
-        total += float(np.square(a[i : i + rows] - b[i : i + rows]).sum(dtype=np.float64))
+        diff = unit_float(a[i : i + rows]) - unit_float(b[i : i + rows])
+        total += float(np.square(diff).sum(dtype=np.float64))
     return float(np.sqrt(total / max(a.shape[0], 1)))
 
 
@@ -97,9 +105,9 @@ def _subsample(
     eligible = None if alpha is None else np.flatnonzero(alpha.reshape(-1) > 0)
     count = flat.shape[0] if eligible is None else eligible.size
     if count <= n:
-        return flat if eligible is None else flat[eligible]
+        return unit_float(flat if eligible is None else flat[eligible])
     picks = rng.choice(count, size=n, replace=False)
-    return flat[picks if eligible is None else eligible[picks]]
+    return unit_float(flat[picks if eligible is None else eligible[picks]])
 
 
 def transfer(
@@ -159,8 +167,9 @@ def transfer(
     if lut is not None:
         check_lut(lut, None, lut_size)
     profile = files.profile()
-    source_image = load_image(source, max_pixels=files.max_pixels)
-    target_image = load_image(target, max_pixels=files.max_pixels)
+    # 8-bit sRGB pixels stay uint8 (a quarter of the memory): every step below reads them so.
+    source_image = load_image(source, max_pixels=files.max_pixels, keep_8bit=True)
+    target_image = load_image(target, max_pixels=files.max_pixels, keep_8bit=True)
     if source_image.alpha is not None:
         check_output_path(output, inputs, force=force, has_alpha=True)
     warnings = [*source_image.warnings, *target_image.warnings]
@@ -184,12 +193,14 @@ def transfer(
     grain = look_settings.regrain
     # Kept: the regrain filters the same base layer again otherwise.
     source_base = None if grain is None else base_colors(source_image.rgb, grain, device)
+    trim()  # each phase's temporaries are freed before the next (see otcolor.heap)
     x = sample_colours(
         source_image, fit.samples, rng, grain, device, mask=masks["source"], base=source_base
     )
     y = sample_colours(target_image, fit.samples, rng, grain, device, mask=masks["target"])
     made = fit_look(x, y, fit, look_settings, callback, device)
     warnings += made.warnings
+    trim()
 
     mapped = render(
         made.look,
@@ -197,8 +208,11 @@ def transfer(
         bit_depth=source_image.bit_depth,
         mask=masks["apply"],
         base=source_base,
+        as_uint8=writes_8bit_as_is(source_image, profile),
         warnings=warnings,
     )
+    del source_base
+    trim()
     # A regrained look's LUT is the colour function closest to this still; the map file keeps
     # one (STILL_SIZE points) so that `otcolor lut` bakes the approved look without the source.
     stills: dict[int, np.ndarray | None] = {}
@@ -233,9 +247,11 @@ def transfer(
     if grain is not None:
         # The fit saw base layers; the summary compares the images themselves (for a pure look
         # the fit's samples are those pixels already).
-        summary_rng = sampling_rng()
-        x = sample_pixels(source_image, fit.samples, summary_rng, mask=masks["source"])
-        y = sample_pixels(target_image, fit.samples, summary_rng, mask=masks["target"])
+        # A few times the summary's 16384 pixels: a sparse draw, where a fit-sized draw from
+        # a 24-megapixel image permutes every pixel index (192 MB, the command's peak).
+        summary_rng, count = sampling_rng(), min(fit.samples, SUMMARY_PIXELS)
+        x = sample_pixels(source_image, count, summary_rng, mask=masks["source"])
+        y = sample_pixels(target_image, count, summary_rng, mask=masks["target"])
 
     def summary_sw2(a: np.ndarray, alpha: np.ndarray | None = None) -> float:
         # A quick summary, not the benchmark: 64 directions on 16384 pixels take ~0.1 s.

@@ -20,7 +20,10 @@ from otcolor.io import (
     check_output_path,
     load_image,
     save_image,
+    unit_float,
+    writes_8bit_as_is,
 )
+from otcolor.io.profiles import named_profile
 from otcolor.pipeline import sample_pixels
 
 MAKE, ORIENTATION = 0x010F, 0x0112
@@ -563,3 +566,25 @@ def test_sample_pixels_without_alpha_and_all_transparent() -> None:
         sample_pixels(
             LoadedImage(rgb=rgb, alpha=np.zeros((4, 5), np.uint8)), 10, np.random.default_rng(0)
         )
+
+
+@pytest.mark.parametrize("profile", [None, "srgb", "display-p3"])
+def test_keep_8bit_leaves_only_unconverted_samples_as_uint8(
+    tmp_path: Path, profile: str | None
+) -> None:
+    pixels = np.random.default_rng(5).integers(0, 256, (12, 17, 3), dtype=np.uint8)
+    path = tmp_path / "a.png"
+    icc = None if profile is None else named_profile(profile).icc
+    Image.fromarray(pixels).save(path, **({} if icc is None else {"icc_profile": icc}))
+    floats, kept = load_image(path), load_image(path, keep_8bit=True)
+    assert floats.rgb.dtype == np.float32
+    converted = profile == "display-p3"
+    assert kept.rgb.dtype == (np.float32 if converted else np.uint8)
+    assert writes_8bit_as_is(kept) is not converted
+    assert not writes_8bit_as_is(kept, named_profile("adobe-rgb"))
+    # The same colours either way: uint8 samples read through unit_float are the float image.
+    assert np.array_equal(unit_float(kept.rgb), floats.rgb)
+    if not converted:
+        assert np.array_equal(kept.rgb, pixels)
+        picks = [sample_pixels(i, 50, np.random.default_rng(0)) for i in (floats, kept)]
+        assert np.array_equal(*picks)

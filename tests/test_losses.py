@@ -5,6 +5,7 @@ import itertools
 import pytest
 import torch
 
+import otcolor.losses as losses_mod
 from otcolor.losses import LOSSES, GaussianKL, SlicedW2, WassersteinGP, build_loss
 
 
@@ -165,3 +166,17 @@ def test_weighted_sliced_is_zero_at_the_target_and_moves_towards_it() -> None:
     loss(moved, tw).backward()
     # The gradient points back along the shift.
     assert torch.cosine_similarity(-moved.grad.sum(0), -shift, dim=0) > 0.99
+
+
+def test_binning_a_few_directions_at_a_time_gives_the_same_bins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    generator = torch.Generator().manual_seed(0)
+    projected = torch.randn(9, 3000, generator=generator, dtype=torch.float64)
+    weights = torch.rand(3000, generator=generator, dtype=torch.float64)
+    chunked = losses_mod._binned(projected, weights / weights.sum(), 64)
+    monkeypatch.setattr(losses_mod, "_BINNED_ROWS", 9)
+    whole = losses_mod._binned(projected, weights / weights.sum(), 64)
+    assert all(torch.equal(a, b) for a, b in zip(chunked, whole, strict=True))
+    # The bins hold the weights: each direction's mass sums to one.
+    assert torch.allclose(whole[1].sum(-1), torch.ones(9, dtype=torch.float64))

@@ -233,3 +233,28 @@ def test_the_fused_widening_is_the_bilinear_gather(scale: int) -> None:
     c0, c1, cw = (torch.from_numpy(a) for a in _bilinear(width, 13, scale))
     gathered = coef[:, :, c0] * (1 - cw) + coef[:, :, c1] * cw
     assert torch.allclose(_widen(coef, scale)[:, :, :width], gathered, atol=3e-7, rtol=0)
+
+
+@pytest.mark.parametrize("rows", [1, 7])
+def test_full_resolution_rows_in_any_split_agree(
+    monkeypatch: pytest.MonkeyPatch, rows: int
+) -> None:
+    rng = np.random.default_rng(3)
+    image = rng.uniform(0, 1, (41, 37, 3)).astype(np.float32)
+    look = Look(Curve())
+    whole = regrain(look, image)
+    monkeypatch.setattr(regrain_mod, "FULL_ROWS", rows)
+    assert np.array_equal(regrain(look, image), whole)
+
+
+def test_uint8_output_is_the_saved_rounding_of_the_float_output() -> None:
+    rng = np.random.default_rng(4)
+    image = rng.integers(0, 256, (33, 45, 3), dtype=np.uint8)
+    mask = rng.uniform(0, 1, (33, 45)).astype(np.float32)
+    look = Look(Curve())
+    for m in (None, mask):
+        floats = regrain(look, image, mask=m)
+        eight = regrain(look, image, mask=m, as_uint8=True)
+        assert eight.dtype == np.uint8
+        # save_image's rounding of the float output: the same bytes either way.
+        assert np.array_equal(eight, np.round(np.clip(floats, 0, 1) * np.float32(255)))

@@ -36,11 +36,13 @@ __all__ = [
     "read_regular",
     "save_image",
     "tmp_prefix",
+    "unit_float",
     "write_atomically",
+    "writes_8bit_as_is",
 ]
 
-from .decode import DEFAULT_MAX_PIXELS, LoadedImage, load_image, load_mask
-from .encode import all_finite, save_image
+from .decode import DEFAULT_MAX_PIXELS, LoadedImage, load_image, load_mask, unit_float
+from .encode import all_finite, save_image, writes_8bit_as_is
 from .files import (
     check_distinct_outputs,
     check_output_path,

@@ -5,7 +5,7 @@ error for a file that cannot be read.
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_MAX_PIXELS", "LoadedImage", "load_image", "load_mask"]
+__all__ = ["DEFAULT_MAX_PIXELS", "LoadedImage", "load_image", "load_mask", "unit_float"]
 
 import contextlib
 import os
@@ -82,12 +82,22 @@ _DECODE_ERRORS: tuple[type[BaseException], ...] = (
 _bomb_lock = threading.Lock()
 
 
+def unit_float(pixels: np.ndarray) -> np.ndarray:
+    r"""Pixels as float32 in :math:`[0, 1]`: uint8 samples divided by 255, floats as they are
+    (not copied)."""
+
+    if pixels.dtype == np.uint8:
+        return pixels.astype(np.float32) / np.float32(255)
+    return pixels.astype(np.float32, copy=False)
+
+
 @dataclass
 class LoadedImage:
     r"""An image decoded to float RGB, with what is needed to write a faithful output.
 
     Arguments:
-        rgb: the upright pixels, with shape :math:`(H, W, 3)`, float32 in :math:`[0, 1]`.
+        rgb: the upright pixels, with shape :math:`(H, W, 3)`, float32 in :math:`[0, 1]`, or
+            uint8 when :func:`load_image` was asked to ``keep_8bit``.
         alpha: the alpha channel, with shape :math:`(H, W)` (uint8, or uint16 for 16-bit), or
             ``None`` when the image has no transparency.
         path: where the image was read from.
@@ -137,6 +147,7 @@ def load_image(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     *,
     colour_managed: bool = True,
+    keep_8bit: bool = False,
 ) -> LoadedImage:
     r"""Decodes an image file to upright float RGB in the working space, keeping alpha and
     metadata aside.
@@ -151,6 +162,9 @@ def load_image(
         max_pixels: the largest accepted :math:`W H`, or ``None`` for no limit.
         colour_managed: convert from the file's profile; ``False`` for data that is not a
             colour (a mask), read as its numbers.
+        keep_8bit: leave 8-bit samples that need no conversion (an sRGB or untagged file) as
+            uint8, a quarter of the float image's memory, for callers that read ``rgb``
+            through :func:`unit_float` or the uint8-aware renderers.
 
     Returns:
         The decoded image; ``rgb`` has shape :math:`(H, W, 3)`.
@@ -175,12 +189,17 @@ def load_image(
         warnings.simplefilter("always")
         # Pillow's bomb warning is replaced by our own size check below.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        loaded = _open_and_decode(path, prefix, max_pixels, notes, colour_managed)
+        loaded = _open_and_decode(path, prefix, max_pixels, notes, colour_managed, keep_8bit)
     return _finish(loaded, path, before, digest, notes, caught)
 
 
 def _open_and_decode(
-    path: Path, prefix: bytes, max_pixels: int | None, notes: list[str], colour_managed: bool
+    path: Path,
+    prefix: bytes,
+    max_pixels: int | None,
+    notes: list[str],
+    colour_managed: bool,
+    keep_8bit: bool = False,
 ) -> LoadedImage:
     try:
         with _pillow_pixel_limit_lifted():
@@ -207,7 +226,7 @@ def _open_and_decode(
                 HINT_LIMIT,
             )
         try:
-            return _decode(im, path, notes, chunks, colour_managed)
+            return _decode(im, path, notes, chunks, colour_managed, keep_8bit)
         except _DECODE_ERRORS as err:
             raise InputError(
                 f"{path}: cannot decode {im.format} image: {describe_os_error(err)}",
@@ -335,8 +354,10 @@ def _decode(
     notes: list[str],
     chunks: dict[bytes, bytes],
     colour_managed: bool,
+    keep_8bit: bool = False,
 ) -> LoadedImage:
-    r"""Decodes an opened image fully and converts it to float RGB (working space) plus alpha."""
+    r"""Decodes an opened image fully and converts it to float RGB (working space) plus alpha;
+    with ``keep_8bit``, 8-bit samples that need no conversion stay uint8."""
 
     fmt = im.format or ""
     mode = im.mode
@@ -404,17 +425,22 @@ def _decode(
             # convert() copies even an RGB image: skip it, a 50-megapixel copy is 200 MB.
             rgb_image = upright if upright.mode == "RGB" else upright.convert("RGB")
             pixels = np.asarray(rgb_image)  # (H, W, 3)
-        # In place: the float image is the largest buffer of a transfer (12 bytes a pixel).
-        rgb = pixels.astype(np.float32)
+        rgb = pixels
         del pixels
-        np.divide(rgb, 255, out=rgb)
 
     profile = None
     if colour_managed and mode != "CMYK":  # CMYK was converted into sRGB above
         profile, icc = declared_profile(icc, fmt, im.info, chunks, notes, path)
+    if rgb.dtype == np.uint8 and not (keep_8bit and (profile is None or profile.is_working)):
+        # In place: the float image is the largest buffer of a transfer (12 bytes a pixel).
+        samples = rgb
+        rgb = samples.astype(np.float32)
+        del samples
+        np.divide(rgb, 255, out=rgb)
+    if profile is not None:
         rgb = into_working(rgb, profile, bit_depth, notes, path)
     return LoadedImage(
-        rgb=np.ascontiguousarray(rgb, dtype=np.float32),
+        rgb=np.ascontiguousarray(rgb, dtype=np.uint8 if rgb.dtype == np.uint8 else np.float32),
         alpha=alpha,
         path=path,
         format=fmt,

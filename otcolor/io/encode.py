@@ -5,7 +5,7 @@ working space into the output's colour profile and tagged with it, with the sour
 
 from __future__ import annotations
 
-__all__ = ["all_finite", "save_image"]
+__all__ = ["all_finite", "save_image", "writes_8bit_as_is"]
 
 import os
 from pathlib import Path
@@ -120,6 +120,16 @@ def save_image(
 
     write_atomically(path, write, overwrite)
     return notes
+
+
+def writes_8bit_as_is(like: LoadedImage, profile: ColourProfile | None = None) -> bool:
+    r"""Whether :func:`save_image` writes ``like``'s output as 8-bit working-space samples,
+    unconverted: then a renderer may hand it uint8 pixels (the same bytes as its float
+    pixels' rounding) and save a float copy of the image. Otherwise the output is 16-bit or
+    converted into another profile, which needs the float pixels."""
+
+    target = profile if profile is not None else like.profile
+    return like.bit_depth == 8 and (target is None or target.is_working)
 
 
 def _into_profile(

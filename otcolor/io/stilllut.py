@@ -135,7 +135,7 @@ def fit_still_lut(
     Arguments:
         look: the look that made the still (its pure colour function fills unreached nodes).
         source: the source image, :math:`(H, W, 3)`, sRGB in :math:`[0, 1]` (uint8 or float).
-        still: the approved output, same shape, float in :math:`[0, 1]`.
+        still: the approved output, same shape, float in :math:`[0, 1]` or uint8.
         size: :math:`N`, the points per axis.
         smoothness: :math:`\lambda`.
         gain: :math:`\gamma`.
@@ -174,6 +174,8 @@ def fit_still_lut(
         ],
         1,
     )
+    if flat.dtype == np.uint8:  # the saved 8-bit still
+        sums /= 255
     reached = counts > 0
     if not reached.any():  # the mask is empty: nothing was approved but the pure look
         return bake_lut(look, size)
