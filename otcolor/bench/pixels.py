@@ -42,7 +42,7 @@ from ..fitting.colour import MAX_STEPS
 from ..io import load_image
 from ..look import REGRAIN, LookSettings
 from ..metrics import evaluate_transfer, quantize
-from ..pipeline import fit_look, render, sample_colours, sampling_rng
+from ..pipeline import fit_look, render, sample_colours, sampling_rng, source_detail
 from ..regrain import base_colors
 from .common import (
     BenchReport,
@@ -174,7 +174,8 @@ def run_pixels(
     grain = look.regrain
     src_base = None if grain is None else base_colors(src_image.rgb, grain, device)  # once
     x = sample_colours(src_image, config.samples, rng, grain, device, base=src_base)
-    y = sample_colours(tgt_image, config.samples, rng, grain, device)
+    detail = source_detail(src_image.rgb, src_base, grain)
+    y = sample_colours(tgt_image, config.samples, rng, grain, device, source_detail=detail)
     # A fixed set of source pixels, followed through every map, and target pixels: figures only.
     figure_rng = np.random.default_rng(config.seed + 1)
     picks = figure_rng.choice(src.shape[0] * src.shape[1], FIGURE_POINTS)
