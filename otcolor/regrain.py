@@ -14,7 +14,10 @@ fast subsampled form (He & Sun 2015):
    stretches the image's structure, not its grain, onto the target;
 3. the **displacement** :math:`D = T(B) - B` is filtered once more with the image as the guide,
    :math:`\mathrm{GF}_I(D;\ r, \epsilon)`, which keeps it locally affine in :math:`I` (edges and
-   texture keep their own displacement) and flat where :math:`I` is flat;
+   texture keep their own displacement) and flat where :math:`I` is flat; each window's slope
+   :math:`A` is capped, :math:`\|A\|_F \le` :attr:`RegrainConfig.gain_cap`, so that grain and
+   fine texture riding on structure where the map is steep pass with a gain of at most
+   :math:`1 + g` (:func:`_displacement_coefficients`);
 4. the output is :math:`O = I + \mathrm{GF}_I(D)`: the grain of :math:`I` passes with gain
    about 1, the colours follow :math:`T`.
 
