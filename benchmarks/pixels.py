@@ -16,7 +16,7 @@ Usage::
 
 from __future__ import annotations
 
-__all__ = ["DEFAULT_PAIRS", "Pair", "main"]
+__all__ = ["DEFAULT_PAIRS", "PHOTO_PAIRS", "Pair", "main"]
 
 import argparse
 import json
@@ -35,12 +35,26 @@ from otcolor.baselines import BASELINES
 from otcolor.bench.common import machine_info
 from otcolor.bench.pixels import (
     DEFAULT_PAIRS,
+    bar_table,
     load_rgb,
     pixel_table,
     plot_frontier,
     save_png,
     score_output,
 )
+
+#: Photo pairs nobody tuned the regrain on (issue 29), checkout only (``benchmarks/images``;
+#: sources and licences in benchmarks/README.md). ``halftone`` is made by
+#: ``benchmarks/make_halftone.py``. What each pair stresses is in docs/regrain.md.
+PHOTO_PAIRS: dict[str, tuple[str, str]] = {
+    "hopper": ("benchmarks/images/grace_hopper.jpg", "benchmarks/images/china.jpg"),
+    "flower": ("benchmarks/images/flower.jpg", "benchmarks/images/coffee.jpg"),
+    "coffee": ("benchmarks/images/coffee.jpg", "benchmarks/images/flower.jpg"),
+    "china": ("benchmarks/images/china.jpg", "examples/ocean_sunset.jpg"),
+    "hubble": ("benchmarks/images/hubble.jpg", "benchmarks/images/flower.jpg"),
+    "halftone": ("benchmarks/images/china_halftone.jpg", "benchmarks/images/flower.jpg"),
+    "ihc": ("benchmarks/images/ihc.jpg", "benchmarks/images/grace_hopper.jpg"),
+}
 
 
 @dataclass(frozen=True)
@@ -65,14 +79,16 @@ class OtcolorFailed(RuntimeError):
 
 
 def _parse_pair(spec: str) -> Pair:
-    r"""A default pair's short name, or ``SRC:TGT`` with paths relative to the cwd or repo root."""
-    if spec in DEFAULT_PAIRS:
-        src, tgt = DEFAULT_PAIRS[spec]
+    r"""A default or photo pair's short name, or ``SRC:TGT`` with paths relative to the cwd or
+    repo root."""
+    named = {**DEFAULT_PAIRS, **PHOTO_PAIRS}
+    if spec in named:
+        src, tgt = named[spec]
     elif ":" in spec:
         src, tgt = spec.split(":", 1)
     else:
         raise argparse.ArgumentTypeError(
-            f"{spec!r} is neither SRC:TGT nor one of {', '.join(DEFAULT_PAIRS)}"
+            f"{spec!r} is neither SRC:TGT nor one of {', '.join(named)}"
         )
     paths = []
     for p in (src, tgt):
@@ -138,7 +154,13 @@ def main(argv: list[str] | None = None) -> int:
         type=_parse_pair,
         default=None,
         metavar="PAIR",
-        help=f"SRC:TGT paths or names of default pairs ({', '.join(DEFAULT_PAIRS)}; default: all)",
+        help=(
+            f"SRC:TGT paths or pair names ({', '.join(DEFAULT_PAIRS)}, and the photo pairs "
+            f"{', '.join(PHOTO_PAIRS)}; default: the first four)"
+        ),
+    )
+    parser.add_argument(
+        "--photos", action="store_true", help="add every photo pair (issue 29) to --pairs"
     )
     parser.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks" / "output", help="output folder"
@@ -157,6 +179,14 @@ def main(argv: list[str] | None = None) -> int:
         help="also run otcolor --no-regrain (the pure colour map), beside the default regrain",
     )
     parser.add_argument("--skip-baselines", action="store_true", help="otcolor only")
+    parser.add_argument(
+        "--baselines",
+        nargs="+",
+        choices=list(BASELINES),
+        default=list(BASELINES),
+        metavar="NAME",
+        help=f"which baselines to run ({', '.join(BASELINES)}; default: all)",
+    )
     parser.add_argument("--skip-otcolor", action="store_true", help="baselines only")
     parser.add_argument(
         "--otcolor-args", default="", help="extra arguments for every otcolor run, e.g. '--seed 1'"
@@ -165,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1800.0, help="per otcolor run, seconds")
     args = parser.parse_args(argv)
 
-    pairs = args.pairs or [_parse_pair(name) for name in DEFAULT_PAIRS]
+    pairs = args.pairs or ([] if args.photos else [_parse_pair(name) for name in DEFAULT_PAIRS])
+    pairs += [_parse_pair(name) for name in PHOTO_PAIRS] if args.photos else []
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     extra = shlex.split(args.otcolor_args)
@@ -231,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_baselines:
             import ot  # noqa: F401  (imported once here so its ~4 s import is not timed)
 
-            for name, fn in BASELINES.items():
+            for name in args.baselines:
+                fn = BASELINES[name]
                 start = time.perf_counter()
                 img = fn(src, tgt, args.seed)
                 seconds = time.perf_counter() - start
@@ -241,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
                         "output": str(output), "metrics": score(output)})  # fmt: skip
 
     (out / "results.md").write_text(
-        pixel_table(results["rows"], results["machine"]), encoding="utf-8"
+        pixel_table(results["rows"], results["machine"]) + "\n" + bar_table(results["rows"]),
+        encoding="utf-8",
     )
     plot_frontier(results["rows"], out / "frontier.png")
     _log(f"wrote {out / 'results.json'}, {out / 'results.md'}, {out / 'frontier.png'}")

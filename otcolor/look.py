@@ -18,7 +18,15 @@ bit for bit, and one colour gets one output in every frame of a video.
 
 from __future__ import annotations
 
-__all__ = ["BLOCK", "REGRAIN", "Look", "LookSettings", "RegrainConfig", "evaluate_map"]
+__all__ = [
+    "BLOCK",
+    "LEGACY_REGRAIN",
+    "REGRAIN",
+    "Look",
+    "LookSettings",
+    "RegrainConfig",
+    "evaluate_map",
+]
 
 import dataclasses
 import math
@@ -53,6 +61,18 @@ class RegrainConfig:
             base layer is flat; :math:`3 \cdot 10^{-3}` is a standard deviation of 14 levels.
         radius: :math:`r`, the radius of the displacement filter.
         eps: :math:`\epsilon`: local variance below which the displacement is constant.
+        isotropy: :math:`\kappa \in [0, 1]`: each window's slope :math:`A` of the displacement
+            filter moves towards its scalar part, :math:`(1-\kappa) A + \kappa\,
+            \tfrac{\mathrm{tr} A}{3} \mathrm{Id}`, so that colour texture keeps its luma
+            pattern; 0: off.
+        gain_cap: :math:`g`: each window's slope is scaled down to
+            :math:`\|A\|_F \le g`, so that the output's local gain :math:`\|\mathrm{Id} + A\|`
+            is at most :math:`1 + g` where the map is steeper (grain and fine texture in dark
+            smooth regions); the window's model still passes its mean; 0: off.
+        spread: :math:`\sigma \in [0, 1]`, used when fitting: the target's colours are drawn
+            with a share of its detail (:func:`otcolor.regrain.spread_colours`), so that the
+            output, which keeps the source's detail, reaches the target's spread; 0: the
+            target's base layer.
     """
 
     scale: int = 2
@@ -60,6 +80,9 @@ class RegrainConfig:
     base_eps: float = 3e-3
     radius: int = 4
     eps: float = 1e-4
+    isotropy: float = 0.0
+    gain_cap: float = 2.0
+    spread: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("scale", "base_radius", "radius"):
@@ -72,6 +95,10 @@ class RegrainConfig:
             value = getattr(self, name)
             if not (_is_number(value) and math.isfinite(value) and 0 < value <= 1):
                 raise UsageError(f"regrain {name} must be in (0, 1], got {value!r}")
+        for name, top in (("isotropy", 1), ("gain_cap", 256), ("spread", 1)):
+            value = getattr(self, name)
+            if not (_is_number(value) and math.isfinite(value) and 0 <= value <= top):
+                raise UsageError(f"regrain {name} must be in [0, {top}], got {value!r}")
 
     @property
     def low_radii(self) -> tuple[int, int]:
@@ -88,6 +115,10 @@ class RegrainConfig:
         base, disp = self.low_radii
         return 2 * (base + disp) + 1
 
+
+#: The values of settings added after map files began to record the regrain, that reproduce
+#: what those files were made with (a file without the key reads as this).
+LEGACY_REGRAIN: dict[str, float] = {"isotropy": 0.0, "gain_cap": 0.0, "spread": 0.0}
 
 #: The default settings, from a prototype sweep on eight photo pairs; the rerunnable figures of
 #: the shipped defaults are in docs/regrain.md (``benchmarks/pixels.py --pure``).

@@ -45,7 +45,7 @@ from .io import LoadedImage, unit_float
 from .io.mapfile import fingerprint
 from .io.stilllut import fit_still_lut
 from .look import REGRAIN, Look, LookSettings, RegrainConfig
-from .regrain import base_colors, regrain
+from .regrain import base_colors, detail_power, regrain, spread_colours
 from .spaces import to_space
 
 
@@ -130,9 +130,12 @@ def sample_colours(
     *,
     mask: np.ndarray | None = None,
     base: np.ndarray | None = None,
+    source_detail: float | None = None,
 ) -> np.ndarray:
     r"""Draws the colours a look's map is fitted on: pixels for a pure look, base-layer colours
-    (:func:`otcolor.regrain.base_colors`) for a regrained one.
+    (:func:`otcolor.regrain.base_colors`) for a regrained one, and for a regrained look's
+    target with ``source_detail`` and ``regrain_config.spread`` > 0, base-layer colours with
+    part of the target's detail (:func:`otcolor.regrain.spread_colours`).
 
     Arguments:
         image: the image.
@@ -142,6 +145,8 @@ def sample_colours(
         device: where the base layer is filtered.
         mask: only pixels where this :math:`(H, W)` mask is at least 0.5 are drawn.
         base: the base layer, when the caller computed it already (it regrains with it later).
+        source_detail: the source's :func:`otcolor.regrain.detail_power`, when ``image`` is
+            the target.
 
     Returns:
         The colours, with shape :math:`(N', 3)`, float32.
@@ -150,13 +155,35 @@ def sample_colours(
     if regrain_config is None:
         return sample_pixels(image, n, rng, mask=mask)
     scale = regrain_config.scale
+    base = base_colors(image.rgb, regrain_config, device) if base is None else base
+    if source_detail is not None and regrain_config.spread > 0:
+        # Full-resolution pixels: most of a photo's detail is finer than the base layer's grid.
+        keep = np.ones(image.rgb.shape[:2], bool) if mask is None else mask >= 0.5
+        if image.alpha is not None:
+            keep &= image.alpha > 0
+        eligible = np.flatnonzero(keep)
+        if eligible.size == 0:
+            return sample_pixels(image, n, rng, mask=mask)  # raises the usual error
+        picks = eligible[rng.choice(eligible.size, min(n, eligible.size), replace=False)]
+        return spread_colours(image.rgb, base, picks, regrain_config, source_detail)
     # Alpha and the mask are read at the base layer's pixels.
     layer = LoadedImage(
-        base_colors(image.rgb, regrain_config, device) if base is None else base,
+        base,
         alpha=None if image.alpha is None else image.alpha[::scale, ::scale],
         path=image.path,
     )
     return sample_pixels(layer, n, rng, mask=None if mask is None else mask[::scale, ::scale])
+
+
+def source_detail(
+    rgb: np.ndarray, base: np.ndarray | None, regrain_config: RegrainConfig | None
+) -> float | None:
+    r"""The source's :func:`otcolor.regrain.detail_power` that :func:`sample_colours` needs for
+    the target of a regrained look that spreads it; ``None`` when it does not."""
+
+    if regrain_config is None or base is None or regrain_config.spread == 0:
+        return None
+    return detail_power(rgb, base, regrain_config.scale)
 
 
 def fit_look(

@@ -29,7 +29,7 @@ from .fitting import FitSettings
 from .io import LoadedImage, check_output_path, load_image, write_atomically
 from .look import REGRAIN, LookSettings
 from .metrics import amp999, sliced_w2
-from .pipeline import fit_look, render, sample_colours, sampling_rng
+from .pipeline import fit_look, render, sample_colours, sampling_rng, source_detail
 from .regrain import base_colors
 
 
@@ -157,6 +157,7 @@ def preview(
     grain = look_settings.regrain
     src_base = None if grain is None else base_colors(src, grain)  # every setting reuses it
     rng = sampling_rng()
+    detail = source_detail(src, src_base, grain)
     samples = {
         name: sample_colours(
             LoadedImage(image.astype(np.float32) / 255, path=name),
@@ -164,8 +165,12 @@ def preview(
             rng,
             grain,
             base=base,
+            source_detail=spread,
         )
-        for name, image, base in (("source", src, src_base), ("target", tgt, None))
+        for name, image, base, spread in (
+            ("source", src, src_base, None),
+            ("target", tgt, None, detail),
+        )
     }
     target_pixels = tgt.reshape(-1, 3).astype(np.float32) / 255
 

@@ -14,7 +14,10 @@ fast subsampled form (He & Sun 2015):
    stretches the image's structure, not its grain, onto the target;
 3. the **displacement** :math:`D = T(B) - B` is filtered once more with the image as the guide,
    :math:`\mathrm{GF}_I(D;\ r, \epsilon)`, which keeps it locally affine in :math:`I` (edges and
-   texture keep their own displacement) and flat where :math:`I` is flat;
+   texture keep their own displacement) and flat where :math:`I` is flat; each window's slope
+   :math:`A` is capped, :math:`\|A\|_F \le` :attr:`RegrainConfig.gain_cap`, so that grain and
+   fine texture riding on structure where the map is steep pass with a gain of at most
+   :math:`1 + g` (:func:`_displacement_coefficients`);
 4. the output is :math:`O = I + \mathrm{GF}_I(D)`: the grain of :math:`I` passes with gain
    about 1, the colours follow :math:`T`.
 
@@ -31,9 +34,18 @@ that must be a colour function (LUTs, ``--no-regrain``) use the pure map.
 
 from __future__ import annotations
 
-__all__ = ["REGRAIN", "RegrainConfig", "base_colors", "guided_filter", "regrain"]
+__all__ = [
+    "REGRAIN",
+    "RegrainConfig",
+    "base_at",
+    "base_colors",
+    "detail_power",
+    "guided_filter",
+    "regrain",
+    "spread_colours",
+]
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -79,7 +91,13 @@ def _box_along(x: Tensor, r: int, dim: int) -> Tensor:
     return total / (count if dim == 2 else count[:, None])
 
 
-def _coefficients(guide: Tensor, p: Tensor | None, r: int, eps: float) -> tuple[Tensor, Tensor]:
+def _coefficients(
+    guide: Tensor,
+    p: Tensor | None,
+    r: int,
+    eps: float | Tensor,
+    shape: Callable[[Tensor], Tensor] | None = None,
+) -> tuple[Tensor, Tensor]:
     r"""The colour guided filter's local affine model :math:`p \approx A^\top I + b`.
 
     Arguments:
@@ -123,6 +141,8 @@ def _coefficients(guide: Tensor, p: Tensor | None, r: int, eps: float) -> tuple[
         mean_p = boxed[9 : 9 + c]
         cross = boxed[9 + c :].reshape(3, c, *p.shape[1:]) - mean_i[:, None] * mean_p[None]
         a = torch.einsum("ijhw,jchw->ichw", inv, cross)
+    if shape is not None:  # the slopes changed per window; the model still passes the mean
+        a = shape(a)
     b = mean_p - torch.einsum("ihw,ichw->chw", mean_i, a)
     c = a.shape[1]
     boxed = _box(torch.cat([a.reshape(3 * c, *b.shape[1:]), b]), r)
@@ -144,6 +164,26 @@ def guided_filter(guide: Tensor, p: Tensor, r: int, eps: float) -> Tensor:
 
     a, b = _coefficients(guide, None if p is guide else p, r, eps)
     return torch.einsum("ihw,ichw->chw", guide, a) + b
+
+
+def _displacement_coefficients(
+    guide: Tensor, shift: Tensor, config: RegrainConfig
+) -> tuple[Tensor, Tensor]:
+    r"""The coefficients of :math:`\mathrm{GF}_I(D;\ r, \epsilon)`, :math:`\bar{A}` (3, 3, h, w)
+    and :math:`\bar{b}` (3, h, w), with each window's slope :math:`A` shaped before the windows
+    are averaged, as :class:`RegrainConfig`'s ``isotropy`` and ``gain_cap`` say."""
+
+    def shape(a: Tensor) -> Tensor:
+        if config.isotropy > 0:  # towards a scalar gain: colour texture keeps its luma pattern
+            scalar = torch.einsum("iihw->hw", a) / 3
+            eye = torch.eye(3, dtype=a.dtype, device=a.device)[:, :, None, None]
+            a = (1 - config.isotropy) * a + config.isotropy * scalar * eye
+        if config.gain_cap > 0:  # grain passes with gain at most 1 + gain_cap
+            norm = a.square().sum(dim=(0, 1)).sqrt()
+            a = a * (config.gain_cap / norm.clamp(min=config.gain_cap))
+        return a
+
+    return _coefficients(guide, shift, config.low_radii[1], config.eps, shape)
 
 
 def _rows(a: np.ndarray, device: torch.device | str) -> Tensor:
@@ -213,6 +253,74 @@ def base_colors(
         base = _base_layer(_slab(rgb, s, lo, hi, device), config)
         out[begin:end] = base[:, begin - lo : end - lo].permute(1, 2, 0).cpu().numpy()
     return out
+
+
+#: Pixels drawn to measure an image's detail power (:func:`detail_power`).
+DETAIL_SAMPLES = 50_000
+
+
+def base_at(base: np.ndarray, picks: np.ndarray, size: tuple[int, int], scale: int) -> np.ndarray:
+    r"""The base layer read bilinearly (as the regrain upsamples its coefficients) at
+    full-resolution pixels: ``picks`` are flat indices into an image of ``size``
+    :math:`(H, W)`, :math:`(N,)` → :math:`(N, 3)` float32."""
+
+    rows, cols = np.divmod(picks, size[1])
+    r0, r1, rw = (v[rows] for v in _bilinear(size[0], base.shape[0], scale))
+    c0, c1, cw = (v[cols] for v in _bilinear(size[1], base.shape[1], scale))
+    out = np.zeros((picks.size, 3), np.float32)
+    for r, wr in ((r0, 1 - rw), (r1, rw)):
+        for c, wc in ((c0, 1 - cw), (c1, cw)):
+            out += (wr * wc)[:, None] * base[r, c]
+    return out
+
+
+def _pixels_at(rgb: np.ndarray, picks: np.ndarray) -> np.ndarray:
+    r"""Image colours at flat indices, :math:`(N, 3)` float32 in :math:`[0, 1]`."""
+
+    x = rgb.reshape(-1, 3)[picks].astype(np.float32)
+    return x / 255 if rgb.dtype == np.uint8 else x
+
+
+def detail_power(rgb: np.ndarray, base: np.ndarray, scale: int) -> float:
+    r""":math:`d = \mathbb{E}\|I - B\|^2`: the colour variance an image holds above its base
+    layer (:func:`base_colors`, read bilinearly), over :data:`DETAIL_SAMPLES` pixels drawn with
+    a fixed seed. ``rgb`` is :math:`(H, W, 3)`."""
+
+    count = rgb.shape[0] * rgb.shape[1]
+    picks = np.random.default_rng(0).choice(count, min(DETAIL_SAMPLES, count), replace=False)
+    detail = _pixels_at(rgb, picks) - base_at(base, picks, rgb.shape[:2], scale)
+    return float(np.square(detail).sum(-1).mean())
+
+
+def spread_colours(
+    rgb: np.ndarray, base: np.ndarray, picks: np.ndarray, config: RegrainConfig, source: float
+) -> np.ndarray:
+    r"""Target colours whose spread, plus the source's detail, is the target's own spread.
+
+    The output keeps the source's detail (power :math:`d_s`, :func:`detail_power`) around the
+    map's colours, so a map fitted onto the target's base layer :math:`B_t` leaves the output
+    narrower than the target wherever the target holds more detail (:math:`d_t`) than the
+    source. These colours put part of it back:
+
+    .. math:: B_t + \lambda (I_t - B_t), \qquad
+        \lambda^2 = \sigma \, \mathrm{clip}(1 - d_s / d_t, 0, 1)
+
+    with :math:`\sigma` = ``config.spread``; an image sent onto itself gets :math:`B_t`.
+
+    Arguments:
+        rgb: the target :math:`I_t`, :math:`(H, W, 3)`; base: its :func:`base_colors`.
+        picks: the pixels to return, flat indices :math:`(N,)`.
+        source: :math:`d_s`.
+
+    Returns:
+        :math:`(N, 3)` float32 in :math:`[0, 1]`.
+    """
+
+    b = base_at(base, picks, rgb.shape[:2], config.scale)
+    detail = _pixels_at(rgb, picks) - b
+    power = float(np.square(detail).sum(-1).mean()) if picks.size else 0.0
+    share = config.spread * float(np.clip(1 - source / max(power, 1e-12), 0.0, 1.0))
+    return np.clip(b + np.float32(np.sqrt(share)) * detail, 0, 1)
 
 
 def _map_lattice(table: ColorTable, colours: np.ndarray) -> np.ndarray:
@@ -302,7 +410,6 @@ def regrain(
     if base is not None and base.shape != low_shape:
         raise UsageError(f"base layer is {base.shape}, expected {low_shape} for this image")
     s = config.scale
-    disp_r = config.low_radii[1]
     low_w = -(-width // s)
     c0, c1, cw = _bilinear(width, low_w, s)
     c0_t, c1_t = torch.from_numpy(c0).to(device), torch.from_numpy(c1).to(device)
@@ -318,7 +425,7 @@ def regrain(
         flat = layer.permute(1, 2, 0).reshape(-1, 3).cpu().numpy()
         mapped = torch.from_numpy(_map_lattice(table, flat)).to(device)
         shift = (mapped.reshape(*layer.shape[1:], 3).permute(2, 0, 1) - layer).contiguous()
-        a, b = _coefficients(guide, shift, disp_r, config.eps)  # (3, 3, h, w), (3, h, w)
+        a, b = _displacement_coefficients(guide, shift, config)  # (3, 3, h, w), (3, h, w)
         coef = torch.cat([a.reshape(9, *b.shape[1:]), b])  # (12, h, w)
         # Full-resolution rows whose bilinear sources are low rows of this band's own range.
         y_lo = 0 if begin == 0 else int(np.searchsorted(r0, begin, "left"))

@@ -40,6 +40,7 @@ from .pipeline import (
     sample_colours,
     sample_pixels,
     sampling_rng,
+    source_detail,
 )
 from .regrain import base_colors
 
@@ -197,7 +198,15 @@ def transfer(
     x = sample_colours(
         source_image, fit.samples, rng, grain, device, mask=masks["source"], base=source_base
     )
-    y = sample_colours(target_image, fit.samples, rng, grain, device, mask=masks["target"])
+    y = sample_colours(
+        target_image,
+        fit.samples,
+        rng,
+        grain,
+        device,
+        mask=masks["target"],
+        source_detail=source_detail(source_image.rgb, source_base, grain),
+    )
     made = fit_look(x, y, fit, look_settings, callback, device)
     warnings += made.warnings
     trim()

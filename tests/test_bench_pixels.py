@@ -76,3 +76,23 @@ def test_the_benchmark_scores_what_transfer_ships(
     shipped = np.asarray(Image.open(out), dtype=np.float64).reshape(-1, 3) / 255
     picks = np.random.default_rng(1).choice(shipped.shape[0], FIGURE_POINTS)
     np.testing.assert_allclose(report.samples["mapped"][("cmgn", "sliced")], shipped[picks])
+
+
+def test_the_bar_table_names_each_missed_bar() -> None:
+    from otcolor.bench.pixels import bar_table
+
+    def row(pair: str, method: str, w2: float, amp: float, structure: float) -> dict:
+        metrics = {"w2_ratio": w2, "amp999": amp, "structure": structure}
+        return {"pair": pair, "method": method, "metrics": metrics}
+
+    rows = [
+        row("a", "otcolor", 1.2, 3.0, 0.99),
+        row("a", "emd", 1.0, 30.0, 0.9),
+        row("b", "otcolor", 1.3, 6.0, 0.97),
+        row("b", "emd", 1.0, 30.0, 0.9),
+        row("c", "otcolor", 1.0, 1.0, 1.0),  # no EMD row: no line
+    ]
+    lines = bar_table(rows).splitlines()
+    assert len(lines) == 4
+    assert lines[2].endswith("| 0.9900 | — |")
+    assert lines[3].endswith("| w2, amp, structure |")

@@ -174,3 +174,24 @@ def test_a_bad_still_lut_is_refused_on_load(tmp_path: Path, how: str) -> None:
     path.write_bytes(struct.pack("<Q", len(text)) + text + bytes(data[body:]))
     with pytest.raises(InputError, match="still LUT"):
         load_map(path)
+
+
+def test_a_file_older_than_a_regrain_setting_reads_as_it_was_made(tmp_path: Path) -> None:
+    from otcolor.look import LEGACY_REGRAIN, RegrainConfig
+
+    path = tmp_path / "m.otmap"
+    grain = RegrainConfig(gain_cap=2.0, spread=1.0, isotropy=0.5)
+    save_map(path, Look(_color_map("cmgn"), LookSettings(regrain=grain)))
+    assert load_map(path).look.settings.regrain == grain
+    data = path.read_bytes()
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + length])
+    old = json.loads(header["__metadata__"]["regrain"])
+    for name in LEGACY_REGRAIN:
+        del old[name]
+    header["__metadata__"]["regrain"] = json.dumps(old)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    path.write_bytes(struct.pack("<Q", len(text)) + text + data[8 + length :])
+    kept = load_map(path).look.settings.regrain
+    assert kept == RegrainConfig(**{**old, **LEGACY_REGRAIN}) and kept != grain

@@ -3,6 +3,7 @@ fit follows the look, overrides, rendering and provenance."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import struct
@@ -181,6 +182,19 @@ def test_sample_colours_draws_base_layer_colours_for_a_regrained_look() -> None:
     mask[:, :30] = 1
     half = sample_colours(image, 10**6, np.random.default_rng(0), REGRAIN, mask=mask)
     assert half.shape == (300, 3)
+    # A target that spreads its detail (a smooth source, detail 0): full-resolution pixels,
+    # as wide as the image; the mask still picks them.
+    spread = dataclasses.replace(REGRAIN, spread=1.0)
+    wide = sample_colours(image, 10**6, np.random.default_rng(0), spread, source_detail=0.0)
+    assert wide.shape == (2400, 3) and wide.std() > 0.95 * pure.std()
+    masked = sample_colours(
+        image, 10**6, np.random.default_rng(0), spread, mask=mask, source_detail=0.0
+    )
+    assert masked.shape == (1200, 3)
+    left = rgb[:, :30].reshape(-1, 3)
+    # detail 0 against a rough target: lambda = 1, the masked pixels themselves (to rounding)
+    nearest = np.abs(masked[:, None, :] - left[None, :, :]).max(-1).min(-1)
+    assert nearest.max() < 1e-5
 
 
 def test_override_changes_only_what_is_given() -> None:

@@ -102,7 +102,15 @@ def test_constant_map_is_applied_pure() -> None:
 def test_config_rejects_bad_settings() -> None:
     from otcolor.errors import UsageError
 
-    for bad in (dict(scale=0), dict(radius=1, scale=2), dict(eps=0.0)):
+    bad_settings = (
+        dict(scale=0),
+        dict(radius=1, scale=2),
+        dict(eps=0.0),
+        dict(isotropy=1.5),
+        dict(gain_cap=-1.0),
+        dict(spread=True),
+    )
+    for bad in bad_settings:
         with pytest.raises(UsageError):
             RegrainConfig(**bad)
 
@@ -258,3 +266,37 @@ def test_uint8_output_is_the_saved_rounding_of_the_float_output() -> None:
         assert eight.dtype == np.uint8
         # save_image's rounding of the float output: the same bytes either way.
         assert np.array_equal(eight, np.round(np.clip(floats, 0, 1) * np.float32(255)))
+
+
+def test_the_gain_cap_bounds_how_much_a_steep_map_stretches_fine_texture() -> None:
+    # A fine grey texture with grain through a map that stretches everything 3x: the
+    # displacement filter passes the texture (and the grain on it) with the map's gain, unless
+    # each window's slope is capped (measured 2.22x free, 1.50x with cap 0.5).
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[0:96, 0:128]
+    texture = 0.5 + 0.12 * np.sin(xx * 1.3) * np.sin(yy * 1.1)
+    image = np.repeat(texture[..., None], 3, -1) + 0.004 * rng.standard_normal((96, 128, 3))
+    image = image.astype(np.float32)
+    look = Look(Stretch(0.5, 3.0))
+    spread = (image - 0.5).std()
+    assert (regrain(look, image) - 0.5).std() > 2.0 * spread  # the test can tell
+    capped = regrain(look, image, RegrainConfig(gain_cap=0.5))
+    assert (capped - 0.5).std() < 1.55 * spread  # |Id + A| <= 1 + cap
+
+
+def test_the_spread_puts_back_the_detail_the_source_lacks() -> None:
+    from otcolor.regrain import base_at, detail_power, spread_colours
+
+    rng = np.random.default_rng(6)
+    smooth = np.clip(0.5 + 0.002 * rng.standard_normal((64, 96, 3)), 0, 1).astype(np.float32)
+    rough = np.clip(0.5 + 0.05 * rng.standard_normal((64, 96, 3)), 0, 1).astype(np.float32)
+    config = RegrainConfig(spread=1.0)
+    picks = np.arange(64 * 96)
+    base = base_colors(rough, config)
+    # An image sent onto itself: the base layer, as before.
+    same = spread_colours(rough, base, picks, config, detail_power(rough, base, 2))
+    assert np.allclose(same, base_at(base, picks, (64, 96), 2), atol=1e-6)
+    # A smooth source: nearly all of the rough target's spread comes back.
+    wide = spread_colours(rough, base, picks, config, detail_power(smooth, base_colors(smooth), 2))
+    assert wide.std() > 0.9 * rough.std() and base.std() < 0.5 * rough.std()
+    assert np.array_equal(spread_colours(rough, base, picks, RegrainConfig(), 0.0), same)

@@ -66,7 +66,7 @@ from torch import nn
 from .. import __version__
 from ..device import resolve_device
 from ..errors import InputError, OtcolorError, UsageError
-from ..look import REGRAIN, Look, LookSettings, RegrainConfig
+from ..look import LEGACY_REGRAIN, REGRAIN, Look, LookSettings, RegrainConfig
 from ..models import MAP_MODELS, ColorMap, ConstantMap
 from .files import open_regular, read_regular, write_atomically
 from .mapschema import (
@@ -401,6 +401,8 @@ def _look_settings(meta: dict[str, str], metadata: dict[str, Any]) -> LookSettin
     if "regrain" in meta:
         grain = metadata["regrain"]
         fields = {f.name for f in dataclasses.fields(RegrainConfig)}
+        if isinstance(grain, dict):  # files older than a setting read as they were made
+            grain = {**LEGACY_REGRAIN, **grain}
         if grain is not None and not (
             isinstance(grain, dict)
             and set(grain) == fields
