@@ -20,8 +20,9 @@ black in red, and a plain ``.cube`` at 33 points reaches 77 % within 2/255 whate
 entries (86.5 % even when fitted to the image's own colours). The Cinespace ``.csp`` format
 carries a 1-D shaper per channel before the 3-D table, read by both FFmpeg's ``lut3d`` and
 OpenColorIO; :mod:`otcolor.io.shaper` chooses one so that the lattice is dense where the look
-bends, and the fit then runs in shaped coordinates (99.8 % in FFmpeg, 100 % in OCIO; see
-``docs/luts.md``). FFmpeg's ``.cube`` reader ignores a ``LUT_1D`` shaper, hence the format.
+bends (near an end of a channel, or in its middle), and the fit then runs in shaped
+coordinates (figures in ``docs/luts.md``). FFmpeg's ``.cube`` reader ignores a ``LUT_1D``
+shaper, hence the format.
 """
 
 from __future__ import annotations

@@ -237,12 +237,13 @@ def bend_profile(
     profile = np.empty((3, bins))
 
     def at(points: np.ndarray) -> np.ndarray:
-        return look(np.clip(points, 0.0, 1.0).astype(np.float32)).astype(np.float64)
+        return look(points.astype(np.float32)).astype(np.float64)
 
     for c in range(3):
         points = np.repeat(natural_colours(others, seed + c)[None].astype(np.float64), bins, 0)
         points[:, :, c] = centres[:, None]
-        points = points.reshape(-1, 3)
+        # Stencils kept inside the cube: one clipped at its edge would see a bend in a straight map.
+        points = np.clip(points.reshape(-1, 3), step, 1.0 - step)
         centre = at(points)
         total = np.zeros(len(points))
         for d in range(3):
@@ -263,7 +264,7 @@ def bend_profile(
 def density_shaper(look: Look, ratio: float = DENSITY_RATIO) -> DensityShaper:
     r"""A shaper with the lattice density proportional to the look's bend along each channel.
 
-    :math:`\rho_c = \max(m_c + 0.05\,\bar m_c,\; \max_x m_c / \text{ratio})`, smoothed over
+    :math:`\rho_c = \max(m_c + 0.05\,\bar m,\; \max_x (m_c + 0.05\,\bar m) / \text{ratio})` (:math:`\bar m` the mean over all channels), smoothed over
     five bins, where :math:`m` is :func:`bend_profile`. Proportional to the bend, not its
     square root (the optimal 1-D mesh for piecewise-linear interpolation): the profile averages
     a bend that is local in 3-D over the other two channels, which dilutes it; the square root
@@ -274,10 +275,13 @@ def density_shaper(look: Look, ratio: float = DENSITY_RATIO) -> DensityShaper:
     profile = bend_profile(look)
     if not profile.max() > 1e-6:
         return DensityShaper()
+    # The floor is shared: a channel the look does not bend gets an even lattice, not one that
+    # follows rounding noise.
+    floor = 0.05 * profile.mean()
     density = []
     kernel = np.array([1.0, 2.0, 3.0, 2.0, 1.0]) / 9.0
     for m in profile:
-        rho = m + 0.05 * m.mean() + 1e-12
+        rho = m + floor
         rho = np.maximum(rho, rho.max() / ratio)
         rho = np.convolve(np.pad(rho, 2, mode="edge"), kernel, "valid")
         density.append(tuple(float(v) for v in rho / rho.mean()))
