@@ -188,9 +188,8 @@ class DensityShaper(Shaper):
 BEND_BINS = 64
 
 #: The densest cell of a :class:`DensityShaper` over its sparsest: the lattice spent on a bend
-#: comes from the rest of the channel, whose cells grow; at 4, 32 cells stay within 1/16 of
-#: the range anywhere (a ratio of 8 gained 0.2 % on chelsea and lost 7 % on rocket's colours
-#: under the same look).
+#: comes from the rest of the channel, whose cells grow (a ratio of 8 follows chelsea's bend a
+#: little better and loses rocket's colours under the same look: ``benchmarks/lut_shapers.py``).
 DENSITY_RATIO = 4.0
 
 
@@ -261,18 +260,30 @@ def bend_profile(
     return profile
 
 
-def density_shaper(look: Look, ratio: float = DENSITY_RATIO) -> DensityShaper:
+def density_shaper(
+    look: Look,
+    ratio: float = DENSITY_RATIO,
+    exponent: float = 1.0,
+    profile: np.ndarray | None = None,
+) -> DensityShaper:
     r"""A shaper with the lattice density proportional to the look's bend along each channel.
 
-    :math:`\rho_c = \max(m_c + 0.05\,\bar m,\; \max_x (m_c + 0.05\,\bar m) / \text{ratio})` (:math:`\bar m` the mean over all channels), smoothed over
-    five bins, where :math:`m` is :func:`bend_profile`. Proportional to the bend, not its
-    square root (the optimal 1-D mesh for piecewise-linear interpolation): the profile averages
-    a bend that is local in 3-D over the other two channels, which dilutes it; the square root
-    measured worse on chelsea → rocket (96.2 % of its pixels within 2/255 against 98.2 %).
+    :math:`\rho_c = \max(m_c + 0.05\,\bar m,\; \max_x (m_c + 0.05\,\bar m) / \text{ratio})`,
+    smoothed over five bins, where :math:`m` is :func:`bend_profile` and :math:`\bar m` its mean
+    over all channels. Proportional to the bend, not its square root (the optimal 1-D mesh for
+    piecewise-linear interpolation): the profile averages a bend that is local in 3-D over the
+    other two channels, which dilutes it; the square root measured worse on chelsea → rocket
+    (``benchmarks/lut_shapers.py``, table in ``docs/luts.md``).
     A look that does not bend gets the identity.
+
+    Arguments:
+        look: the look.
+        ratio: the densest cell over the sparsest, at most.
+        exponent: :math:`\rho_c \propto (m_c + 0.05\,\bar m)^{\text{exponent}}` before the cap.
+        profile: :func:`bend_profile` of ``look``, if already computed.
     """
 
-    profile = bend_profile(look)
+    profile = bend_profile(look) if profile is None else profile
     if not profile.max() > 1e-6:
         return DensityShaper()
     # The floor is shared: a channel the look does not bend gets an even lattice, not one that
@@ -281,7 +292,7 @@ def density_shaper(look: Look, ratio: float = DENSITY_RATIO) -> DensityShaper:
     density = []
     kernel = np.array([1.0, 2.0, 3.0, 2.0, 1.0]) / 9.0
     for m in profile:
-        rho = m + floor
+        rho = (m + floor) ** exponent
         rho = np.maximum(rho, rho.max() / ratio)
         rho = np.convolve(np.pad(rho, 2, mode="edge"), kernel, "valid")
         density.append(tuple(float(v) for v in rho / rho.mean()))
