@@ -101,6 +101,8 @@ def why(look: Look, rgb: np.ndarray) -> None:
     truth = np.round(look(rgb) * 255)
     miss = np.abs(np.round(read_table(table, rgb) * 255) - truth).max(1) > 2
     print(f"  plain 33, fitted over the cube: {100 * (1 - miss.mean()):.2f} % within 2/255")
+    if miss.sum() < 10:
+        return
     low, high = np.percentile(rgb[miss] * 255, [5, 95], axis=0)
     print(f"  misses' input, 5th-95th percentile (R, G, B): {low.round()} - {high.round()}")
 
