@@ -15,8 +15,8 @@ Two kinds of shaper:
   (``"bright"``): for a look that bends near one end of a channel;
 - :class:`DensityShaper`, with the lattice density along each channel proportional to how much
   the look bends there (:func:`density_shaper`): for a look that bends in the middle of a
-  channel. The chelsea → rocket look has a gain of 6 to 14 where input red is 176 to 208 of 255
-  (and nearly grey), which no log curve can make dense.
+  channel. The chelsea → rocket look has a gain of 6 to 14 where input red is 181 to 202 of 255
+  (and nearly grey), which no log curve can make dense (``benchmarks/lut_shapers.py --why``).
 
 Both have bounded slope, so that a reader's own resampling of the shaper stays accurate.
 :func:`choose_shaper` picks one by the interpolation error of the node-sampled table on
