@@ -27,7 +27,14 @@ from otcolor.io.lut import (
     write_csp,
     write_cube,
 )
-from otcolor.io.shaper import IDENTITY, Shaper
+from otcolor.io.shaper import (
+    IDENTITY,
+    SHAPER_SIDES,
+    SHAPER_STRENGTHS,
+    DensityShaper,
+    Shaper,
+    natural_colours,
+)
 from otcolor.look import Look
 
 READERS = {"ffmpeg": apply_ffmpeg, "ocio": apply_ocio}
@@ -41,6 +48,16 @@ class Bend(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         r, g, b = x.unbind(-1)
         red = 0.3 + 0.6 * (1 - torch.exp(-25 * r)) + 0.1 * r
+        return torch.stack([red, 0.8 * g + 0.1 * b, 0.2 * r + 0.7 * b], -1)
+
+
+class Band(torch.nn.Module):
+    r"""Red steep in the middle, like the chelsea → rocket look (gain 14 where input red is
+    near 0.7, flat either side); green and blue mixed linearly."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r, g, b = x.unbind(-1)
+        red = 0.45 + 0.35 * torch.tanh(40 * (r - 0.7)) + 0.1 * g
         return torch.stack([red, 0.8 * g + 0.1 * b, 0.2 * r + 0.7 * b], -1)
 
 
@@ -100,10 +117,44 @@ def test_shaper_refuses_bad_parameters() -> None:
         Shaper(sides=("dark", "up", "dark"))
 
 
+def test_density_shaper_is_monotone_inverts_and_dense_where_asked() -> None:
+    shaper = DensityShaper(density=((1.0, 4.0, 1.0), (1.0, 1.0, 1.0), (2.0, 1.0, 1.0)))
+    x, out = shaper.curves()
+    assert out[0].tolist() == [0, 0, 0] and out[-1].tolist() == [1, 1, 1]
+    assert (np.diff(out, axis=0) > 0).all()
+    colours = np.random.default_rng(0).random((1000, 3))
+    np.testing.assert_allclose(shaper.inverse(shaper(colours)), colours, atol=1e-9)
+    slope = np.gradient(out, x, axis=0)
+    assert slope[len(x) // 2, 0] > 2 * slope[len(x) // 8, 0]  # red dense in the middle
+    np.testing.assert_allclose(out[:, 1], x, atol=1e-12)  # an even density: the identity
+    assert not shaper.is_identity and DensityShaper(density=((2.0,) * 3,) * 3).is_identity
+    with pytest.raises(ValueError):
+        DensityShaper(density=((1.0, 0.0), (1.0, 1.0), (1.0, 1.0)))
+
+
+def test_natural_colours_lie_near_the_grey_axis() -> None:
+    colours = natural_colours(20_000)
+    assert colours.shape == (20_000, 3) and colours.min() >= 0 and colours.max() <= 1
+    chroma = colours.max(1) - colours.min(1)
+    assert 0.6 < np.mean(chroma < 0.3) < 0.85  # most near grey, a quarter anywhere
+    assert np.array_equal(natural_colours(100, seed=3), natural_colours(100, seed=3))
+
+
 def test_choose_shaper_finds_the_bend_and_leaves_an_affine_map_alone() -> None:
     bend = choose_shaper(Look(Bend()), 33, points=20_000)
-    assert bend.strengths[0] > 0 and bend.sides[0] == "dark"
+    x, out = bend.curves()
+    slope = np.gradient(out[:, 0], x)
+    assert slope[: len(x) // 50].mean() > 2 * slope[len(x) // 2]  # red dense near black
     assert choose_shaper(Look(Affine()), 33, points=20_000).is_identity
+
+
+def test_choose_shaper_follows_a_bend_in_the_middle_of_a_channel() -> None:
+    shaper = choose_shaper(Look(Band()), 33, points=20_000)
+    assert isinstance(shaper, DensityShaper)
+    x, out = shaper.curves()
+    slope = np.gradient(out, x, axis=0)
+    assert slope[int(0.7 * len(x)), 0] > 2 * slope[int(0.2 * len(x)), 0]
+    np.testing.assert_allclose(out[:, 1:], np.stack([x, x], 1), atol=1e-3)  # no bend there
 
 
 def test_csp_extension_and_sizes() -> None:
@@ -151,6 +202,44 @@ def test_csp_reproduces_a_bent_look_at_33_points(
     assert shaped["within_2"] >= 0.99 and shaped["p99"] <= 2, shaped
     # Without the shaper the same 33 points cannot follow the bend: the reason for .csp.
     assert plain["within_2"] < shaped["within_2"] and plain["p99"] > 2, plain
+
+
+@pytest.fixture(scope="module")
+def band_image(image: np.ndarray) -> np.ndarray:
+    # A third of the pixels where the band look is steep (red 150 to 210 of 255).
+    rgb = image.copy()
+    rgb[1::3, :, 0] = np.random.default_rng(2).integers(150, 210, rgb[1::3, :, 0].shape)
+    return rgb
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_csp_reproduces_a_look_steep_mid_channel_at_33_points(
+    reader: str, tmp_path: Path, band_image: np.ndarray
+) -> None:
+    if reader == "ffmpeg":
+        require_ffmpeg()
+    look = Look(Band())
+    shaper = choose_shaper(look, 33, points=20_000)
+    path = tmp_path / "band.csp"
+    write_csp(path, fit_lut(look, 33, points=65, shaper=shaper), shaper)
+    result = agreement(
+        READERS[reader](path, band_image), apply_look(look, band_image, as_uint8=True)
+    )
+    assert result["within_2"] >= 0.99 and result["p99"] <= 2, result
+
+
+def test_no_log_shaper_follows_a_bend_in_the_middle_of_a_channel(band_image: np.ndarray) -> None:
+    # Log curves are dense at an end of the channel; the band look bends in its middle.
+    look = Look(Band())
+    pure = apply_look(look, band_image, as_uint8=True)
+    colours = band_image.reshape(-1, 3) / 255
+    for a in SHAPER_STRENGTHS:
+        for side in SHAPER_SIDES:
+            log = Shaper((a, 0.0, 0.0), (side, "dark", "dark"))
+            read = interpolation_matrix(log(colours), 33, "tetrahedral")
+            table = fit_lut(look, 33, points=65, shaper=log).reshape(-1, 3)
+            ours = np.clip(np.round(read @ table * 255), 0, 255).astype(np.uint8)
+            assert agreement(ours.reshape(pure.shape), pure)["within_2"] < 0.97, (a, side)
 
 
 @pytest.mark.parametrize("reader", READERS)

@@ -20,8 +20,9 @@ black in red, and a plain ``.cube`` at 33 points reaches 77 % within 2/255 whate
 entries (86.5 % even when fitted to the image's own colours). The Cinespace ``.csp`` format
 carries a 1-D shaper per channel before the 3-D table, read by both FFmpeg's ``lut3d`` and
 OpenColorIO; :mod:`otcolor.io.shaper` chooses one so that the lattice is dense where the look
-bends, and the fit then runs in shaped coordinates (99.8 % in FFmpeg, 100 % in OCIO; see
-``docs/luts.md``). FFmpeg's ``.cube`` reader ignores a ``LUT_1D`` shaper, hence the format.
+bends (near an end of a channel, or in its middle), and the fit then runs in shaped
+coordinates (figures in ``docs/luts.md``). FFmpeg's ``.cube`` reader ignores a ``LUT_1D``
+shaper, hence the format.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ from .decode import LoadedImage
 from .encode import save_image
 from .files import read_regular, write_atomically
 from .lattice import interpolation_matrix, lattice, read_table
-from .shaper import IDENTITY, SHAPER_SIDES, SHAPER_STRENGTHS, Shaper
+from .shaper import IDENTITY, Shaper, choose_shaper
 
 #: LUT formats and their file extensions.
 LUT_FORMATS: dict[str, tuple[str, ...]] = {
@@ -383,7 +384,7 @@ def export_lut(
         comment = (
             f"otcolor look: space {look.space}, strength {look.strength:g}, "
             f"preserve luminance {look.preserve_luminance}\nsRGB in [0, 1], shaper "
-            f"log(1 + a x) / log(1 + a), a = {shaper.strengths}, sides {shaper.sides}\n"
+            f"{shaper.describe()}\n"
             f"entries: {entries}"
         )
         write_csp(path, table, shaper, comment, overwrite)
@@ -397,48 +398,3 @@ def export_lut(
     else:
         write_hald(path, table, overwrite)
     return fmt, size
-
-
-def choose_shaper(
-    look: Look, size: int, points: int = 200_000, seed: int = 0, rounds: int = 2
-) -> Shaper:
-    r"""The shaper of the family that minimises the mean squared interpolation error of the
-    node-sampled table of ``look`` over the sRGB cube, by coordinate descent over channels.
-
-    The choice is made with node samples (one map evaluation per entry) rather than the full
-    least-squares fit, which is a hundred times dearer; the fit then runs once on the choice.
-    The cube is sampled uniformly: a map file does not know the images it will be applied to.
-
-    Arguments:
-        look: the look.
-        size: :math:`N`, the table's points per axis.
-        points: random colours scoring each candidate.
-        seed: seeds those colours, so the choice is reproducible.
-        rounds: passes over the three channels.
-    """
-
-    sample = np.random.default_rng(seed).random((points, 3)).astype(np.float32)
-    truth = look(sample).astype(np.float64)
-
-    def error(shaper: Shaper) -> float:
-        table = bake_lut(look, size, shaper).reshape(-1, 3).astype(np.float64)
-        read = interpolation_matrix(shaper(sample), size, "tetrahedral")
-        miss = np.abs(read @ table - truth).max(1)
-        return float(np.mean(miss > 1.5 / 255) + np.mean(miss**2))
-
-    options = [(0.0, "dark")] + [(a, s) for a in SHAPER_STRENGTHS if a > 0 for s in SHAPER_SIDES]
-    strengths, sides = [0.0, 0.0, 0.0], ["dark", "dark", "dark"]
-    best = error(IDENTITY)
-    for _ in range(rounds):
-        changed = False
-        for channel in range(3):
-            for a, side in options:
-                trial_a, trial_s = list(strengths), list(sides)
-                trial_a[channel], trial_s[channel] = a, side
-                trial = Shaper(tuple(trial_a), tuple(trial_s))  # type: ignore[arg-type]
-                value = error(trial)
-                if value < best * (1 - 1e-6):  # strictly better: ties keep the simpler shaper
-                    best, strengths, sides, changed = value, trial_a, trial_s, True
-        if not changed:
-            break
-    return Shaper(tuple(strengths), tuple(sides))  # type: ignore[arg-type]
