@@ -4,7 +4,7 @@ The look is fitted once, on pixels pooled from frames spread across the clip (th
 layers, for a regrained look), or loaded from a map file, and every frame goes through the same
 :class:`otcolor.color.ColorTable`. By default the look regrains, as a still does: each frame's
 own grain is kept, the map moves its base layer (:mod:`otcolor.regrain`), so fresh sensor noise
-is not amplified from frame to frame; the pure map (``regrain=None``) gives a colour the same
+is amplified far less from frame to frame; the pure map (``regrain=None``) gives a colour the same
 output in every frame. Either way a frame's output depends on that frame alone: byte-identical
 frames give byte-identical outputs, and a frame comes out as ``otcolor apply`` renders it.
 Frames are graded several at a time (:mod:`otcolor.framepipe`). ffmpeg decodes the frames to

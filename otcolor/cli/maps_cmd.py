@@ -273,8 +273,8 @@ def video(
         bool | None,
         typer.Option(
             "--regrain/--no-regrain",
-            help="Regrain every frame, as a still: its grain kept, not amplified from frame "
-            "to frame (docs/regrain.md, Video). --no-regrain: the pure colour map, one colour "
+            help="Regrain every frame, as a still: its grain kept, far less temporal grain than "
+            "the pure map (docs/regrain.md, Video). --no-regrain: the pure colour map, one colour "
             "table for all frames (faster; amplifies sensor noise). Default: regrain; with "
             "--map, as the map was made.",
             show_default=False,
