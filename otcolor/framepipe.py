@@ -36,10 +36,11 @@ MAX_WORKERS = 4
 class SharedTable(ColorTable):
     r"""A :class:`~otcolor.color.ColorTable` that several threads may fill at once.
 
-    :meth:`update` (which evaluates and inserts the new colours) and :meth:`values` run one
-    thread at a time; a row, once inserted, never moves, so a thread that has updated its
-    keys reads their rows safely while another inserts more. A colour's value does not depend
-    on which thread met it first (:func:`otcolor.look.evaluate_map` evaluates in fixed blocks).
+    :meth:`update` (which evaluates and inserts the new colours), :meth:`values` and
+    :meth:`packed` run one thread at a time; a row, once inserted, never moves, so a thread
+    that has updated its keys reads their rows safely while another inserts more. A colour's
+    value does not depend on which thread met it first (:func:`otcolor.look.evaluate_map`
+    evaluates in fixed blocks).
     """
 
     def __init__(self, look: Look) -> None:
@@ -53,6 +54,10 @@ class SharedTable(ColorTable):
     def values(self) -> np.ndarray:
         with self._lock:
             return super().values()
+
+    def packed(self) -> np.ndarray:
+        with self._lock:
+            return super().packed()
 
 
 def frame_workers(look: Look) -> int:
