@@ -45,7 +45,7 @@ class SharedTable(ColorTable):
 
     def __init__(self, look: Look) -> None:
         super().__init__(look)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # packed() reads values()
 
     def update(self, keys: np.ndarray) -> None:
         with self._lock:
