@@ -1,8 +1,13 @@
 r"""Video: one look for a whole clip, applied to every frame through ffmpeg pipes.
 
-The map is fitted once, on pixels pooled from frames spread across the clip (or loaded from a
-map file), and every frame goes through the same :class:`otcolor.color.ColorTable`: a colour
-gets the same output in every frame, so the result cannot flicker. ffmpeg decodes the frames to
+The look is fitted once, on pixels pooled from frames spread across the clip (their base
+layers, for a regrained look), or loaded from a map file, and every frame goes through the same
+:class:`otcolor.color.ColorTable`. By default the look regrains, as a still does: each frame's
+own grain is kept, the map moves its base layer (:mod:`otcolor.regrain`), so fresh sensor noise
+is amplified far less from frame to frame; the pure map (``regrain=None``) gives a colour the same
+output in every frame. Either way a frame's output depends on that frame alone: byte-identical
+frames give byte-identical outputs, and a frame comes out as ``otcolor apply`` renders it.
+Frames are graded several at a time (:mod:`otcolor.framepipe`). ffmpeg decodes the frames to
 raw 8-bit RGB (its default YUV to RGB conversion), otcolor maps them, and ffmpeg encodes them
 (H.264, CRF 18, yuv420p when libx264 is available, yuv444p for odd frame sizes); the audio
 streams are then copied from the input unchanged. The child processes and paths are
@@ -54,6 +59,7 @@ from .ffmpeg import (
     stop,
 )
 from .fitting import Callback, FitSettings
+from .framepipe import SharedTable, frame_workers, grade_frames, one_thread_per_worker
 from .io import (
     DEFAULT_MAX_PIXELS,
     check_distinct_outputs,
@@ -68,7 +74,7 @@ from .io.files import describe_os_error
 from .io.formats import HINT_LIMIT
 from .io.mapfile import save_map as write_map
 from .look import Look, LookSettings, RegrainConfig
-from .pipeline import SAMPLING_SEED, fit_look, provenance, render, sample_colours, sampling_rng
+from .pipeline import SAMPLING_SEED, fit_look, provenance, sample_colours, sampling_rng
 from .regrain import base_colors
 
 
@@ -160,9 +166,9 @@ def _sample_frames(
 #: The most frames a fit samples (``fit_frames``): beyond a few dozen the pool barely changes.
 MAX_FIT_FRAMES = 10_000
 
-#: The look a clip gets when it is fitted and no look settings are given: the pure colour map,
-#: one colour table for every frame.
-VIDEO_LOOK = LookSettings(regrain=None)
+#: The look a clip gets when it is fitted and no look settings are given: regrained, as a
+#: still is (docs/regrain.md, "Video": the pure map amplifies the grain in time as in space).
+VIDEO_LOOK = LookSettings()
 
 
 def transfer_video(
@@ -191,7 +197,7 @@ def transfer_video(
         look: a look to apply instead of fitting one (a map file's, with any overrides).
         map_file: the map file ``look`` was read from: an input, never overwritten.
         fit: how the map is fitted from ``reference``.
-        look_settings: the fitted look's settings (default :data:`VIDEO_LOOK`, the pure map).
+        look_settings: the fitted look's settings (default :data:`VIDEO_LOOK`: regrained).
         max_pixels: the largest accepted reference image, and frame (width x height).
         fit_frames: how many frames, spread over the clip, the fit samples pixels from.
         force: replace an existing output (never an input).
@@ -253,7 +259,7 @@ def transfer_video(
                 record = provenance(made.settings, made_from, fit_frames=fit_frames)
                 write_map(save_map, look, record, overwrite=force)
 
-        table = ColorTable(look)
+        table = SharedTable(look)
         if info.width % 2 or info.height % 2:
             warnings.append(
                 f"{source}: {info.width}x{info.height} frames are odd-sized, so they are encoded "
@@ -377,12 +383,13 @@ class _Encoder:
             )
             try:
                 assert encoder.stdin is not None
-                with decode_frames(self.ffmpeg, self.source, info) as frames:
-                    for frame in frames:
-                        # A regrained look is spatial, per frame: see docs/regrain.md, "Video".
-                        mapped = render(table.look, frame, table=table, as_uint8=True)
-                        if mapped.dtype != np.uint8:
-                            mapped = np.round(mapped * 255).astype(np.uint8)
+                workers = frame_workers(table.look) if isinstance(table, SharedTable) else 1
+                with (
+                    decode_frames(self.ffmpeg, self.source, info) as frames,
+                    one_thread_per_worker(workers),
+                ):
+                    # A regrained look is spatial, per frame: see docs/regrain.md, "Video".
+                    for mapped in grade_frames(frames, table, workers):
                         try:
                             encoder.stdin.write(mapped.tobytes())
                         except BrokenPipeError:

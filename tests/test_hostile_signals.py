@@ -21,10 +21,10 @@ import pytest
 from harness import FAST, lines, pixels, runner, temp_files
 from PIL import Image
 
+import otcolor.framepipe
 import otcolor.io.files
 import otcolor.io.lut
 import otcolor.pipeline
-import otcolor.video
 from otcolor import _entry
 from otcolor.cli import app
 from otcolor.errors import EXIT_CODES
@@ -148,7 +148,7 @@ def test_sigterm_during_video_encoding_stops_ffmpeg_and_cleans_up(
             super().__init__(*args, **kwargs)
             children.append(self)
 
-    real_render = otcolor.video.render
+    real_render = otcolor.framepipe.render
     frames: list[int] = []
 
     def render(*args: object, **kwargs: object) -> np.ndarray:
@@ -158,7 +158,7 @@ def test_sigterm_during_video_encoding_stops_ffmpeg_and_cleans_up(
         return real_render(*args, **kwargs)
 
     monkeypatch.setattr(subprocess, "Popen", Recorded)
-    monkeypatch.setattr(otcolor.video, "render", render)
+    monkeypatch.setattr(otcolor.framepipe, "render", render)
     output = tmp_path / "out.mp4"
     args = ["video", str(clip), str(reference), "-o", str(output), *FAST]
     result = runner.invoke(app, [*args, "--save-map", str(look)])

@@ -11,7 +11,7 @@ from PIL import Image
 from torch import Tensor, nn
 
 import otcolor.regrain as regrain_mod
-from otcolor.color import apply_look
+from otcolor.color import ColorTable, apply_look
 from otcolor.fitting import FitSettings
 from otcolor.look import Look, LookSettings
 from otcolor.models import ConstantMap
@@ -300,3 +300,49 @@ def test_the_spread_puts_back_the_detail_the_source_lacks() -> None:
     wide = spread_colours(rough, base, picks, config, detail_power(smooth, base_colors(smooth), 2))
     assert wide.std() > 0.9 * rough.std() and base.std() < 0.5 * rough.std()
     assert np.array_equal(spread_colours(rough, base, picks, RegrainConfig(), 0.0), same)
+
+
+def test_the_contraction_is_einsum_bit_for_bit() -> None:
+    gen = torch.Generator().manual_seed(3)
+    x, a = torch.rand(3, 17, 23, generator=gen), torch.rand(3, 3, 17, 23, generator=gen) - 0.5
+    expected = torch.einsum("ihw,ichw->chw", x, a)
+    assert torch.equal(regrain_mod._contract(x[:, None], a), expected)
+    inv, cross = torch.rand(3, 3, 9, 11, generator=gen), torch.rand(3, 4, 9, 11, generator=gen)
+    got = regrain_mod._contract(inv.transpose(0, 1)[:, :, None], cross[:, None])
+    assert torch.equal(got, torch.einsum("ijhw,jchw->ichw", inv, cross))
+
+
+def test_the_box_filter_does_not_depend_on_its_channel_groups(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    x = torch.rand(2, 7, 30, 41, generator=torch.Generator().manual_seed(4))
+    grouped = regrain_mod._box(x, 3)
+    monkeypatch.setattr(regrain_mod, "_BOX_CHANNELS", 64)
+    assert torch.equal(grouped, regrain_mod._box(x, 3))
+
+
+def test_the_lattice_is_the_trilinear_table_lookup() -> None:
+    look = Look(Curve(), LookSettings())
+    table = ColorTable(look)
+    colours = np.random.default_rng(5).uniform(0, 1, (500, 3)).astype(np.float32)
+    colours[:3] = [[0, 0, 0], [1, 1, 1], [0.5, 1.0, 0.0]]  # the lattice's edges
+    got = regrain_mod._map_lattice(table, colours)
+    # The same trilinear weights, written plainly: 1 * w_r * w_g * w_b per corner, in order.
+    scaled = colours * np.float32(255)
+    corner = np.minimum(np.floor(scaled), 254).astype(np.int64)
+    frac = (scaled - corner).astype(np.float32)
+    expected = np.zeros_like(colours)
+    for db in (0, 1):
+        for dg in (0, 1):
+            for dr in (0, 1):
+                w = np.ones(len(colours), np.float32)
+                for axis, bit in enumerate((dr, dg, db)):
+                    w *= frac[:, axis] if bit else 1 - frac[:, axis]
+                at = corner + [dr, dg, db]
+                keys = (at[:, 0] | at[:, 1] << 8 | at[:, 2] << 16).astype(np.uint32)
+                expected += w[:, None] * table.values()[table.index[keys]]
+    assert np.array_equal(got, expected)
+    exact = np.round(colours[:3] * 255) / 255  # at the 8-bit colours: the table's own values
+    assert np.allclose(
+        regrain_mod._map_lattice(table, exact.astype(np.float32)), exact**2, atol=1e-6
+    )

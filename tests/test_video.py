@@ -94,6 +94,10 @@ def test_video_fits_once_and_keeps_frames_and_audio(
     assert after[..., 0].mean() > before[..., 0].mean() + 10
     assert after[..., 2].mean() < before[..., 2].mean() - 10
 
+    from otcolor.io.mapfile import load_map
+
+    saved = load_map(look)  # regrained by default, as a still
+    assert saved.look.regrain is not None and saved.metadata["fit"]["smoothness"] == 0.3
     again = tmp_path / "again.mp4"
     result = runner.invoke(app, ["video", str(source), "--map", str(look), "-o", str(again)])
     assert result.exit_code == 0, result.stderr
@@ -194,3 +198,50 @@ def test_video_regrain_fits_base_layers_and_maps_each_frame(
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.stderr
     assert not np.array_equal(_frames(pure), after)  # the regrain is spatial, not the table
+
+
+def _held_clip(path: Path, frames: int) -> np.ndarray:
+    r"""A clip of one noisy gradient frame repeated, encoded losslessly: its decoded frames are
+    byte-identical (checked). Returns the decoded frames."""
+
+    rng = np.random.default_rng(1)
+    ramp = np.linspace(30, 220, 64)[None, :, None] + np.array([0.0, 15.0, -25.0])
+    frame = np.clip(np.round(ramp + rng.normal(0, 3, (48, 64, 3))), 0, 255).astype(np.uint8)
+    command = ["ffmpeg", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", "64x48",
+               "-framerate", "10", "-i", "-", "-c:v", "libx264", "-qp", "0", "-pix_fmt",
+               "yuv444p", str(path)]  # fmt: skip
+    subprocess.run(command, input=frame.tobytes() * frames, check=True)
+    decoded = _frames(path)
+    assert len(decoded) == frames and all(np.array_equal(decoded[0], f) for f in decoded)
+    return decoded
+
+
+@needs_ffmpeg
+def test_identical_frames_stay_identical_and_match_the_approved_still(
+    clip: tuple[Path, Path], tmp_path: Path
+) -> None:
+    _, reference = clip
+    held, look, output = tmp_path / "held.mp4", tmp_path / "look.otmap", tmp_path / "out.mp4"
+    source = _held_clip(held, 6)
+    args = ["video", str(held), str(reference), "-o", str(output), "--steps", "3", "--samples",
+            "500", "--device", "cpu", "--fit-frames", "2", "--save-map", str(look), "--json"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    graded = _frames(output)
+    assert len(graded) == 6 and all(np.array_equal(graded[0], f) for f in graded)
+    assert graded[0][..., 0].mean() > source[0][..., 0].mean() + 10  # graded, not copied
+
+    # The approved still: the frame as a picture, through `otcolor apply` (which regrains).
+    frame, still = tmp_path / "frame.png", tmp_path / "still.png"
+    Image.fromarray(source[0]).save(frame)
+    result = runner.invoke(app, ["apply", str(look), str(frame), "-o", str(still)])
+    assert result.exit_code == 0, result.stderr
+    approved = np.asarray(Image.open(still).convert("RGB"))
+    from otcolor.color import ColorTable
+    from otcolor.framepipe import grade_frames
+    from otcolor.io.mapfile import load_map
+
+    (before_encoding,) = grade_frames([source[0]], ColorTable(load_map(look).look))
+    assert np.array_equal(before_encoding, approved)  # what the encoder is given: the still
+    # and what it wrote, within H.264's losses (4:2:0 chroma, CRF 18)
+    assert np.abs(graded[0].astype(int) - approved).mean() < 4

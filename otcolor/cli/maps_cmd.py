@@ -264,7 +264,7 @@ def video(
         typer.Option(
             callback=finite,
             min=0.0,
-            help="Default 0.6 for the pure map, 0.3 with --regrain.",
+            help="Default 0.3 (regrained), 0.6 with --no-regrain.",
             show_default=False,
             rich_help_panel="Model",
         ),
@@ -273,9 +273,10 @@ def video(
         bool | None,
         typer.Option(
             "--regrain/--no-regrain",
-            help="Regrain every frame (less temporal grain and flicker on noisy footage, "
-            "about 50x slower per frame). Default: a fitted clip gets the pure map, one colour "
-            "table for all frames; with --map, as the map was made.",
+            help="Regrain every frame, as a still: its grain kept, far less temporal grain than "
+            "the pure map (docs/regrain.md, Video). --no-regrain: the pure colour map, one colour "
+            "table for all frames (faster; amplifies sensor noise). Default: regrain; with "
+            "--map, as the map was made.",
             show_default=False,
         ),
     ] = None,
@@ -340,7 +341,7 @@ def video(
         space=space.value,
         strength=1.0 if strength is None else strength,
         preserve_luminance=preserve_luminance,
-        regrain=REGRAIN if regrain else None,
+        regrain=None if regrain is False else REGRAIN,
     )
     look = None
     if map_file is not None:
