@@ -40,9 +40,8 @@ from otcolor.fitting import FitSettings
 from otcolor.fitting.estimators import BrenierSettings
 from otcolor.io import LoadedImage, load_image
 from otcolor.look import LookSettings
-from otcolor.metrics import ciede2000
+from otcolor.metrics import mean_ciede2000
 from otcolor.pipeline import fit_look, render, sample_colours, sampling_rng
-from otcolor.spaces import srgb_to_lab
 
 
 def fit_and_render(
@@ -56,11 +55,6 @@ def fit_and_render(
     began = time.perf_counter()
     made = fit_look(x, y, settings, LookSettings(regrain=None))
     return render(made.look, source[::2, ::2]), time.perf_counter() - began
-
-
-def delta_e(a: np.ndarray, b: np.ndarray) -> float:
-    lab = [srgb_to_lab(np.asarray(v, np.float64).reshape(-1, 3)) for v in (a, b)]
-    return float(ciede2000(lab[0], lab[1]).mean())
 
 
 def main() -> None:
@@ -79,7 +73,7 @@ def main() -> None:
         base, seconds = fit_and_render(source, target, options, steps, 0)
         moved, _ = fit_and_render(dithered, target, options, steps, 0)
         other, _ = fit_and_render(source, target, options, steps, 1)
-        print(f"| {label} | {delta_e(base, moved):.2f} | {delta_e(base, other):.2f} | "
+        print(f"| {label} | {mean_ciede2000(base, moved):.2f} | {mean_ciede2000(base, other):.2f} | "
               f"{seconds:.1f} |", flush=True)  # fmt: skip
 
 

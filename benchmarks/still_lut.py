@@ -32,8 +32,7 @@ from otcolor.io import load_image
 from otcolor.io.lut import fit_lut, read_table
 from otcolor.io.mapfile import load_map
 from otcolor.io.stilllut import fit_still_lut
-from otcolor.metrics import ciede2000
-from otcolor.spaces import srgb_to_lab
+from otcolor.metrics import mean_ciede2000
 from otcolor.transfer import transfer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,11 +49,6 @@ def _pair(spec: str) -> tuple[str, Path, Path]:
 def _bytes(path: Path) -> np.ndarray:
     rgb = load_image(path).rgb  # in the working space (sRGB), as the LUT reads it
     return rgb if rgb.dtype == np.uint8 else np.round(np.clip(rgb, 0, 1) * 255).astype(np.uint8)
-
-
-def _delta_e(a: np.ndarray, b: np.ndarray) -> float:
-    lab = [srgb_to_lab(np.asarray(x, np.float64).reshape(-1, 3) / 255) for x in (a, b)]
-    return float(ciede2000(lab[0], lab[1]).mean())
 
 
 def _read(table: np.ndarray, source: np.ndarray, kind: str) -> np.ndarray:
@@ -75,7 +69,7 @@ def gain_sweep(name: str, map_path: Path, source: np.ndarray, still: np.ndarray,
             "pair": name,
             "lut": label,
             "reader": f"otcolor {kind}",
-            "delta_e": _delta_e(_read(table, source, kind), still),
+            "delta_e": mean_ciede2000(_read(table, source, kind), still),
             "noise": flat_noise(source, _read(table, source, kind)),
         }  # fmt: skip
         for label, table in tables.items()
@@ -95,8 +89,9 @@ def run_pair(spec: str, tmp: Path, gains: list[float]) -> list[dict]:
         bake_look(map_path, path, size=33, pure=pure, force=True)
         for reader, apply in (("ocio", apply_ocio), ("ffmpeg", apply_ffmpeg)):
             out = apply(path, source)
+            score = mean_ciede2000(out, still)
             rows.append({"pair": name, "lut": lut, "reader": reader,
-                         "delta_e": _delta_e(out, still), "noise": flat_noise(source, out)})  # fmt: skip
+                         "delta_e": score, "noise": flat_noise(source, out)})  # fmt: skip
     if gains:
         rows += gain_sweep(name, map_path, source, still, gains)
     return rows

@@ -55,8 +55,7 @@ from otcolor.bench.lutcheck import flat_noise
 from otcolor.color import ColorTable
 from otcolor.framepipe import grade_frames
 from otcolor.io.mapfile import load_map
-from otcolor.metrics import ciede2000
-from otcolor.spaces import srgb_to_lab
+from otcolor.metrics import mean_ciede2000
 
 WIDTH, HEIGHT, FPS = 1920, 1080, "24"
 
@@ -95,11 +94,6 @@ def _decode(path: Path) -> np.ndarray:
         check=True,
     ).stdout
     return np.frombuffer(raw, np.uint8).reshape(-1, HEIGHT, WIDTH, 3)
-
-
-def _delta_e(a: np.ndarray, b: np.ndarray) -> float:
-    lab = [srgb_to_lab(np.asarray(x, np.float64).reshape(-1, 3) / 255) for x in (a, b)]
-    return float(ciede2000(lab[0], lab[1]).mean())
 
 
 def _timed(command: list[str]) -> float:
@@ -163,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                     # A held clip does not change at all: no ratio, the change itself.
                     "grain": grain / grain_in if grain_in else grain,
                     "flicker": flicker / flicker_in if flicker_in else flicker,
-                    "delta_e_still": _delta_e(frames[middle], still),
+                    "delta_e_still": mean_ciede2000(frames[middle], still),
                     "flat_noise": flat_noise(source[middle], frames[middle]),
                 }
                 rows.append(row)

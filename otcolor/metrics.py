@@ -10,6 +10,7 @@ __all__ = [
     "cost_ratio",
     "emd2",
     "evaluate_transfer",
+    "mean_ciede2000",
     "quantize",
     "sliced_w2",
     "structure",
@@ -20,6 +21,8 @@ __all__ = [
 from typing import NamedTuple
 
 import numpy as np
+
+from .spaces import srgb_to_lab
 
 #: Pairs of colours closer than this (8 levels of an 8-bit channel) are too close to judge
 #: monotonicity on after quantisation, so :func:`violations` skips them.
@@ -406,3 +409,17 @@ def ciede2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
     rotation *= np.sin(np.radians(60 * np.exp(-(((h_mean - 275) / 25) ** 2))))
     terms = (dL / s_l, dC / s_c, dH / s_h)
     return np.sqrt(terms[0] ** 2 + terms[1] ** 2 + terms[2] ** 2 + rotation * terms[1] * terms[2])
+
+
+def mean_ciede2000(a: np.ndarray, b: np.ndarray) -> float:
+    r"""The mean CIEDE2000 between two sRGB images of one shape, pixel by pixel.
+
+    Arguments:
+        a, b: :math:`(..., 3)` images, uint8 or floats in :math:`[0, 1]` (each by its dtype).
+    """
+
+    lab = [
+        srgb_to_lab(np.asarray(x, np.float64).reshape(-1, 3) / (255 if x.dtype == np.uint8 else 1))
+        for x in (a, b)
+    ]
+    return float(ciede2000(lab[0], lab[1]).mean())

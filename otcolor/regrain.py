@@ -54,6 +54,7 @@ from torch import Tensor
 
 from .color import ColorTable, apply_look
 from .errors import UsageError
+from .io.encode import _quantize
 from .look import REGRAIN, Look, RegrainConfig
 
 #: Channels :func:`_box` filters together (a band of three stays in a 512 kB cache).
@@ -418,7 +419,7 @@ def regrain(
         bit_depth = 8 if rgb.dtype == np.uint8 else 16
         table = table if bit_depth == 8 else None
         flat = apply_look(look, rgb, bit_depth=bit_depth, mask=mask, table=table)
-        return _quantize(flat) if as_uint8 else flat
+        return _quantize(flat, np.uint8) if as_uint8 else flat  # save_image's rounding
     if mask is not None and mask.shape != (height, width):
         raise UsageError(f"mask is {mask.shape[1]}x{mask.shape[0]}, image is {width}x{height}")
     table = ColorTable(look) if table is None else table
@@ -476,9 +477,3 @@ def regrain(
                 o = (o * 255).round_().to(torch.uint8)
             out[top:bottom] = o.permute(1, 2, 0).cpu().numpy()
     return out
-
-
-def _quantize(rgb: np.ndarray) -> np.ndarray:
-    r"""The 8-bit rounding :func:`~otcolor.io.save_image` gives float pixels in :math:`[0, 1]`."""
-
-    return np.round(np.clip(rgb, 0, 1) * np.float32(255)).astype(np.uint8)

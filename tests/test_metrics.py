@@ -7,14 +7,17 @@ import pytest
 
 from otcolor.metrics import (
     amp999,
+    ciede2000,
     cost_ratio,
     evaluate_transfer,
+    mean_ciede2000,
     quantize,
     sliced_w2,
     structure,
     violations,
     w2_ratio,
 )
+from otcolor.spaces import srgb_to_lab
 
 
 def image(shape: tuple[int, int] = (40, 50), seed: int = 0, high: float = 1.0) -> np.ndarray:
@@ -150,3 +153,14 @@ def test_ciede2000_matches_sharma_wu_dalal() -> None:
     assert np.allclose(ciede2000(table[:, :3], table[:, 3:6]), table[:, 6], atol=1e-4)
     assert np.allclose(ciede2000(table[:, 3:6], table[:, :3]), table[:, 6], atol=1e-4)
     assert ciede2000(table[0, :3], table[0, :3]) == 0
+
+
+def test_mean_ciede2000_reads_uint8_and_float_images_alike() -> None:
+    rng = np.random.default_rng(7)
+    a, b = (rng.integers(0, 256, (6, 5, 3), dtype=np.uint8) for _ in range(2))
+    expected = ciede2000(
+        srgb_to_lab(a.reshape(-1, 3) / 255.0), srgb_to_lab(b.reshape(-1, 3) / 255.0)
+    )
+    assert mean_ciede2000(a, b) == pytest.approx(float(expected.mean()))
+    assert mean_ciede2000(a, b) == pytest.approx(mean_ciede2000(a / 255.0, b / 255.0))
+    assert mean_ciede2000(a, a) == 0.0

@@ -259,8 +259,8 @@ def test_uint8_output_is_the_saved_rounding_of_the_float_output() -> None:
     rng = np.random.default_rng(4)
     image = rng.integers(0, 256, (33, 45, 3), dtype=np.uint8)
     mask = rng.uniform(0, 1, (33, 45)).astype(np.float32)
-    look = Look(Curve())
-    for m in (None, mask):
+    constant = Look(ConstantMap(torch.tensor([0.2, 0.5, 0.9])))  # its own route, no filter
+    for look, m in [(Look(Curve()), None), (Look(Curve()), mask), (constant, mask)]:
         floats = regrain(look, image, mask=m)
         eight = regrain(look, image, mask=m, as_uint8=True)
         assert eight.dtype == np.uint8
